@@ -1,0 +1,180 @@
+"""MLflow tracking through ``MlflowClient``: one parent run per sweep, one child run per trial.
+
+The client API (not the fluent ``mlflow.start_run``) keeps run ids explicit, so a trial can log from
+another process or machine given only the tracking URI and its parent's run id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchbench import __version__
+from benchbench.errors import TrackingError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_STEP_POINTS = 200
+# log_batch limits of the MLflow REST API
+_BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
+TAG_PREFIX = "bench."
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the sqlite store ``./mlflow.db``."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@contextmanager
+def _no_retries():
+    """Fail fast: the reachability check must not sit through MLflow's minutes of HTTP retries."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class Tracker:
+    """A connection to one tracking store."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def check(self) -> None:
+        """Raise TrackingError, before any training, when the store cannot be reached."""
+        try:
+            with _no_retries():
+                self.client.search_experiments(max_results=1)
+        except Exception as error:  # noqa: BLE001 - any failure here means "cannot use this store"
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TrackingError(f"tracking store {self.uri} is unreachable: {first_line[:300]}") from None
+
+    def experiment_id(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise TrackingError(f"experiment {name!r} is deleted in {self.uri}; restore it or pick another name")
+            return experiment.experiment_id
+        return self.client.create_experiment(name)
+
+    def start_run(self, experiment_id: str, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        return self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+    def log(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        series: Mapping[str, Iterable[float]] | None = None,
+    ) -> None:
+        """Everything in as few ``log_batch`` calls as the API limits allow.
+
+        ``series`` are step metrics (e.g. the training loss), subsampled to at most
+        :data:`MAX_STEP_POINTS` points with their original step numbers.
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        metric_list = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        for key, values in (series or {}).items():
+            values = list(values)
+            stride = max(1, -(-len(values) // MAX_STEP_POINTS))
+            steps = list(range(0, len(values), stride))
+            if steps and steps[-1] != len(values) - 1:
+                steps.append(len(values) - 1)
+            metric_list += [Metric(key, float(values[s]), now, s) for s in steps]
+        param_list = [Param(k, _text(v, 6000)) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, _text(v, 5000)) for k, v in (tags or {}).items()]
+        while metric_list or param_list or tag_list:
+            self.client.log_batch(
+                run_id,
+                metrics=metric_list[:_BATCH_METRICS],
+                params=param_list[:_BATCH_PARAMS],
+                tags=tag_list[:_BATCH_TAGS],
+            )
+            metric_list = metric_list[_BATCH_METRICS:]
+            param_list = param_list[_BATCH_PARAMS:]
+            tag_list = tag_list[_BATCH_TAGS:]
+
+    def log_files(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        """Artifacts given as ``{file name: text or bytes}``."""
+        with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as folder:
+            for name, content in files.items():
+                path = Path(folder) / name
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
+                self.client.log_artifact(run_id, str(path))
+
+    def end(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+
+def _text(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:limit]
+
+
+def environment_tags() -> dict[str, str]:
+    """Versions and hardware: what a reader needs to trust (or distrust) a number."""
+    from importlib import metadata
+
+    tags = {
+        "benchbench_version": __version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": str(os.cpu_count()),
+    }
+    for package in ("torch", "jax", "mlflow", "numpy"):
+        try:
+            tags[f"{package}_version"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            tags[f"{package}_version"] = "not installed"
+    commit = _git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    return {TAG_PREFIX + k: v for k, v in tags.items()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

@@ -1,0 +1,1 @@
+"""Built-in datasets: synthetic densities with exact scores, and real data shipped with scikit-learn."""

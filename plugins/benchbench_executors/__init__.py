@@ -1,0 +1,1 @@
+"""Built-in executors: where the trials of a sweep run."""

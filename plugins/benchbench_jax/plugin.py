@@ -1,0 +1,18 @@
+"""Registers the JAX backend. Importing this module must not import jax."""
+
+from __future__ import annotations
+
+from benchbench import hookimpl
+from benchbench.specs import Backend
+
+JAX = Backend(
+    name="jax",
+    description="JAX + optax, one jit-compiled train step, on cpu or gpu",
+    train="benchbench_jax.backend:train",
+    requires=("jax", "optax"),
+)
+
+
+@hookimpl
+def register_backends(register):
+    register(JAX)

@@ -1,0 +1,1 @@
+"""Built-in samplers (Langevin dynamics) per backend."""

@@ -1,0 +1,18 @@
+"""Registers the torch backend. Importing this module must not import torch."""
+
+from __future__ import annotations
+
+from benchbench import hookimpl
+from benchbench.specs import Backend
+
+TORCH = Backend(
+    name="torch",
+    description="PyTorch (eager, optional torch.compile) on cpu or cuda",
+    train="benchbench_torch.backend:train",
+    requires=("torch",),
+)
+
+
+@hookimpl
+def register_backends(register):
+    register(TORCH)

@@ -230,7 +230,7 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         raise click.UsageError("give at least one -d/--dataset, or --quick")
     sampler, sampler_params = parse_spec(options["sampler"]) if options["sampler"] else (None, {})
     settings = Settings(
-        steps=options["steps"] or (QUICK["steps"] if options["quick"] else 1000),
+        steps=_first(options["steps"], QUICK["steps"] if options["quick"] else None, 1000),
         batch_size=options["batch_size"],
         lr=options["lr"],
         device=options["device"],
@@ -244,7 +244,8 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         sampler_params=sampler_params,
         n_samples=options["n_samples"],
     )
-    seeds = options["seeds"] or (QUICK["seeds"] if options["quick"] else 1)
+    seeds = _first(options["seeds"], QUICK["seeds"] if options["quick"] else None, 1)
+    plugins.get("executor", options["executor"])
     trials = build_trials(plugins, objectives, list(options["backends"]), datasets, seeds, settings)
     if options["dry_run"]:
         for trial in trials:
@@ -275,6 +276,11 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     click.echo(report.summary_line(len(trials)) + f"  (experiment {options['experiment']!r} in {uri})")
     if report.count("failed"):
         ctx.exit(1)
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None: an explicit option, then the quick suite's, then the default."""
+    return next(value for value in values if value is not None)
 
 
 def _table_text(uri: str, experiment: str, sweep: str | None, plugins: Plugins, metrics: tuple[str, ...] = ()) -> str:

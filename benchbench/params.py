@@ -15,6 +15,14 @@ from typing import Any
 from benchbench.errors import ParameterError, UnknownNameError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "floats": tuple, "path": str}
+_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "floats": "comma-separated numbers",
+    "path": "a file path",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class Param:
         """A short text of the valid values, used in error messages and ``bench list``."""
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        text = {"floats": "comma-separated floats", "path": "a file path"}.get(self.kind, f"a {self.kind}")
+        text = _WORDS[self.kind]
         if self.low is not None and self.high is not None:
             text += f" in [{self.low}, {self.high}]"
         elif self.low is not None:

@@ -22,6 +22,8 @@ def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
         host,
         "--port",
         str(port),
+        "--workers",
+        "1",
     ]
 
 

@@ -48,11 +48,13 @@ class EvalContext:
             self.notes["sampler"] = f"no sampler {name!r} installed"
             return None
         sampler = self.plugins.get("sampler", name)
-        if self.trial.backend not in sampler.samplers:
+        # A backend without its own implementation falls back to the numpy reference (slower, same maths).
+        ref = sampler.samplers.get(self.trial.backend) or sampler.samplers.get("numpy")
+        if ref is None:
             self.notes["sampler"] = f"sampler {name!r} has no {self.trial.backend} implementation"
             return None
         params = resolve(f"sampler {name!r}", sampler.params, settings.sampler_params if settings.sampler else {})
-        sample = resolve_ref(sampler.samplers[self.trial.backend], f"sampler {name!r}")
+        sample = resolve_ref(ref, f"sampler {name!r}")
         rng = np.random.default_rng(self.seed + 7919)
         low, high = self.data.train.min(axis=0), self.data.train.max(axis=0)
         x0 = rng.uniform(low, high, size=(settings.n_samples, self.data.dim))
@@ -79,8 +81,6 @@ def compute_metrics(ctx: EvalContext, metrics: list[Metric]) -> tuple[dict[str, 
             continue
         for key, value in _flatten(metric.name, result).items():
             values[key] = value
-    if ctx.sampling_s:
-        values["samples_per_s"] = ctx.trial.settings.n_samples / ctx.sampling_s
     return values, errors
 
 

@@ -1,14 +1,17 @@
-"""Registers the built-in metrics through the public ``register_metrics`` hook."""
+"""Registers the built-in metrics and pictures through the public ``register_metrics`` / ``register_reports`` hooks."""
 
 from __future__ import annotations
 
 from benchbench import hookimpl
-from benchbench.specs import Metric
+from benchbench.specs import Metric, Report
 
 _M = "benchbench_metrics.score_quality"
+_S = "benchbench_metrics.sample_quality"
+_F = "benchbench_metrics.features"
 _T = "benchbench_metrics.throughput"
+_P = "benchbench_metrics.pictures"
 
-METRICS = (
+SCORE_QUALITY = (
     Metric(
         "fisher_divergence",
         "1/2 E_test ||s_theta(x) - grad log p(x)||^2 on held-out data (needs the true score)",
@@ -16,6 +19,95 @@ METRICS = (
         f"{_M}:fisher_divergence",
         requires=("score",),
     ),
+    Metric(
+        "sm_objective",
+        "held-out implicit score-matching objective E[1/2 ||s||^2 + tr(ds/dx)] with the exact trace: "
+        "Fisher divergence minus a constant of the data, for any dataset",
+        "lower",
+        f"{_M}:sm_objective",
+    ),
+    Metric(
+        "perturbed_fisher_divergence",
+        "noise-trained models: 1/2 E||s_theta - grad log p_sigma||^2 on noisy held-out data, p_sigma = p * N(0, "
+        "sigma^2 I), at the training sigma or the smallest level (.sigma says which; .sigma_<s> per level)",
+        "lower",
+        f"{_M}:perturbed_fisher_divergence",
+        requires=("perturbed_score",),
+    ),
+)
+
+SAMPLE_QUALITY = (
+    Metric(
+        "mmd",
+        "unbiased MMD^2 of samples vs held-out data, RBF kernel, bandwidth = median held-out distance (.bandwidth)",
+        "lower",
+        f"{_S}:mmd",
+        needs_samples=True,
+    ),
+    Metric(
+        "mmd_imq",
+        "unbiased MMD^2 of samples vs held-out data, inverse multiquadric kernel (1 + r^2)^-1/2",
+        "lower",
+        f"{_S}:mmd_imq",
+        needs_samples=True,
+    ),
+    Metric(
+        "sliced_wasserstein",
+        "sliced 2-Wasserstein distance of samples vs held-out data, 500 fixed random directions",
+        "lower",
+        f"{_S}:sliced_wasserstein",
+        needs_samples=True,
+    ),
+    Metric(
+        "energy_distance",
+        "energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| of samples vs held-out data",
+        "lower",
+        f"{_S}:energy_distance",
+        needs_samples=True,
+    ),
+    Metric(
+        "ksd",
+        "unbiased kernel Stein discrepancy^2 of the samples w.r.t. the true score, IMQ kernel",
+        "lower",
+        f"{_S}:ksd",
+        requires=("synthetic",),
+        needs_samples=True,
+    ),
+    Metric(
+        "mode_weights",
+        "mixtures: max |share of samples nearest a mode - its weight| (.share_k per mode)",
+        "lower",
+        f"{_S}:mode_weights",
+        requires=("mixture",),
+        needs_samples=True,
+    ),
+    Metric(
+        "feature_frechet",
+        "images: Frechet distance of samples vs held-out data in the features of a small classifier trained on "
+        "the training split (NOT Inception-FID; not comparable with published FIDs)",
+        "lower",
+        f"{_F}:feature_frechet",
+        requires=("image", "labels"),
+        needs_samples=True,
+    ),
+    Metric(
+        "feature_mmd",
+        "images: unbiased MMD^2 (RBF, median bandwidth) in the same classifier features as feature_frechet",
+        "lower",
+        f"{_F}:feature_mmd",
+        requires=("image", "labels"),
+        needs_samples=True,
+    ),
+    Metric(
+        "samples_per_s",
+        "samples drawn per second by the trial's sampler (jit compilation included)",
+        "higher",
+        f"{_S}:samples_per_s",
+        needs_samples=True,
+    ),
+)
+
+THROUGHPUT = (
     Metric(
         "train_steps_per_s",
         "training steps per second (device synchronised, compile excluded)",
@@ -36,8 +128,25 @@ METRICS = (
     Metric("final_loss", "mean training loss over the last 5% of steps", "lower", f"{_T}:final_loss"),
 )
 
+METRICS = SCORE_QUALITY + SAMPLE_QUALITY + THROUGHPUT
+
+REPORTS = (
+    Report(
+        "density_2d",
+        "2-D data: true density | density recovered from the learned score, with samples | score field",
+        f"{_P}:density_2d",
+    ),
+    Report("image_grid", "images: a grid of samples beside a grid of held-out images", f"{_P}:image_grid", ("image",)),
+)
+
 
 @hookimpl
 def register_metrics(register):
     for metric in METRICS:
         register(metric)
+
+
+@hookimpl
+def register_reports(register):
+    for report in REPORTS:
+        register(report)

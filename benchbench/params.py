@@ -8,6 +8,7 @@ plugin never sees a value it did not declare.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,9 @@ def _convert(kind: str, raw: Any) -> Any:
         if not values:
             raise ValueError(raw)
         return values
+    if kind == "path" and isinstance(raw, str | os.PathLike):
+        # Absolute, so a trial run by another process or executor reads the same file.
+        return os.path.abspath(os.path.expanduser(raw))
     if isinstance(raw, str):
         return raw
     raise TypeError(raw)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from benchbench.specs import Data
+from benchbench_datasets.split import draw_split
 
 
 def covariance(dim: int, cond: float, density_seed: int) -> np.ndarray:
@@ -27,9 +28,7 @@ def load(params: Mapping[str, Any], seed: int) -> Data:
     precision = np.linalg.inv(sigma)
     _, logdet = np.linalg.slogdet(sigma)
     chol = np.linalg.cholesky(sigma)
-    rng = np.random.default_rng(seed)
-    x = mu + rng.standard_normal((params["n_train"] + params["n_test"], dim)) @ chol.T
-    train, test = x[: params["n_train"]], x[params["n_train"] :]
+    train, test = draw_split(lambda n, rng: mu + rng.standard_normal((n, dim)) @ chol.T, params, seed)
 
     def score(points: np.ndarray) -> np.ndarray:
         return -(points - mu) @ precision

@@ -82,7 +82,40 @@ QUICK = {
     "models, Langevin otherwise).",
 )
 @click.option("--n-samples", type=int, default=1000, show_default=True, help="Samples drawn per trial.")
-@click.option("--executor", default="local", show_default=True, help="Where trials run (see bench list executors).")
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    metavar="NAME[:k=v,...]",
+    help="Where trials run: local, process (a local pool), ray; see bench list executors.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Trials running at once (executors process and ray). Above 1 on a sqlite store, trials log through "
+    "a private MLflow server started for the sweep.",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="auto|HOST:PORT|ray://HOST:PORT",
+    help="Ray cluster to run on (executor ray; default: $RAY_ADDRESS, else a local Ray instance for the sweep).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Budget of one trial's training and evaluation; a trial over it ends FAILED with reason timeout.",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Skip trials that already have a finished run (same config hash) in the experiment; run failed, "
+    "killed and new ones.",
+)
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment name.")
 @click.option(
     "--tracking-uri",
@@ -99,7 +132,7 @@ QUICK = {
 @click.pass_context
 def run_command(ctx: click.Context, **options: Any) -> None:
     """Train and evaluate every (objective, backend, dataset, seed) and track it in MLflow."""
-    from benchbench.sweep import run_sweep
+    from benchbench.sweep import SweepInterrupted, resolve_executor, run_sweep
     from benchbench.tracking import tracking_uri
     from benchbench.trial import Settings, build_trials
 
@@ -127,7 +160,12 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         n_samples=options["n_samples"],
     )
     seeds = first(options["seeds"], QUICK["seeds"] if options["quick"] else None, 1)
-    plugins.get("executor", options["executor"])
+    executor_given = {"workers": options["workers"], "address": options["address"]}
+    resolve_executor(plugins, options["executor"], executor_given)
+    if options["timeout"] is not None and not options["timeout"] > 0:
+        raise click.BadParameter(
+            f"must be a positive number of seconds, got {options['timeout']}", param_hint="--timeout"
+        )
     trials = build_trials(plugins, objectives, list(options["backends"]), datasets, seeds, settings)
     if options["dry_run"]:
         for trial in trials:
@@ -148,11 +186,18 @@ def run_command(ctx: click.Context, **options: Any) -> None:
             uri,
             options["experiment"],
             options["executor"],
+            executor_given,
             console=Console(stderr=True, soft_wrap=True),
             sweep_params=sweep_params,
+            resume=options["resume"],
+            timeout=options["timeout"],
         )
-    except KeyboardInterrupt:
-        click.echo("bench: interrupted; finished trials are in the tracking store", err=True)
+    except KeyboardInterrupt as interrupt:
+        done = f" ({interrupt})" if isinstance(interrupt, SweepInterrupted) else ""
+        click.echo(
+            f"bench: interrupted{done}; finished trials are in the tracking store, and the same command runs the rest",
+            err=True,
+        )
         ctx.exit(130)
     click.echo(table_text(uri, options["experiment"], report.parent_run_id, plugins), nl=False)
     click.echo(report.summary_line(len(trials)) + f"  (experiment {options['experiment']!r} in {uri})")

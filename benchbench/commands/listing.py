@@ -64,7 +64,7 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    columns = [c for c in rows[0] if c not in ("module",)] if rows else ["name"]
+    columns = [c for c in dict.fromkeys(key for row in rows for key in row) if c != "module"] or ["name"]
     table = Table(*columns, title=f"benchbench {kind}", title_justify="left")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))

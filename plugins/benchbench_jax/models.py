@@ -1,0 +1,156 @@
+"""Score networks for the JAX backend as plain pytrees: a frozen architecture plus a dict of arrays.
+
+Plain pytrees rather than flax or equinox: the networks are MLPs, so a framework would add a dependency and
+its module system for about forty lines of code, and ``jit``/``grad``/``vmap``/``optax`` apply to a dict of
+arrays with no special case anywhere in the core. The layout mirrors the torch backend's ``nn.Linear`` stack
+(weights ``(out, in)``, ``y = x W' + b``, the same default initialisation), so identical weights can be copied
+across and the two backends compared number for number (``tests/test_parity.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from benchbench_jax.autodiff import basis_blocks, sum_over_blocks
+
+Params = dict[str, list[dict[str, jax.Array]]]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "softplus": jax.nn.softplus,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+    "swish": jax.nn.silu,
+    "relu": jax.nn.relu,
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the network is, without its weights; hashable, so it can be closed over by jitted functions.
+
+    ``energy``: the MLP outputs a scalar E(x) and the score is -grad_x E. ``noise_conditional``: the
+    NCSN-style MLP on ``[x, log sigma]`` whose output is divided by sigma (Song & Ermon 2020 found s ~ 1/sigma
+    at the optimum, so the network only learns the direction and a bounded magnitude).
+    """
+
+    dim: int
+    width: int
+    depth: int
+    activation: str
+    energy: bool = False
+    noise_conditional: bool = False
+
+    @property
+    def sizes(self) -> list[int]:
+        fan_in = self.dim + (1 if self.noise_conditional else 0)
+        return [fan_in] + [self.width] * self.depth + [1 if self.energy else self.dim]
+
+
+def init_params(arch: Architecture, key: jax.Array, dtype) -> Params:
+    """torch's ``nn.Linear`` default: W and b uniform on +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt 5).
+
+    One uniform draw cut into every tensor, not one draw per tensor: each random call site compiles its own
+    threefry kernel (measured ~0.25 s of CPU apiece here), which made initialisation cost more than training
+    a short trial.
+    """
+    sizes = arch.sizes
+    shapes = [shape for fan_in, fan_out in zip(sizes[:-1], sizes[1:]) for shape in ((fan_out, fan_in), (fan_out,))]
+    total = sum(math.prod(shape) for shape in shapes)
+    draws = jax.random.uniform(key, (total,), dtype, -1.0, 1.0)
+    tensors, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        tensors.append(draws[start : start + size].reshape(shape) / sizes[len(tensors) // 2] ** 0.5)
+        start += size
+    return {"layers": [{"w": w, "b": b} for w, b in zip(tensors[::2], tensors[1::2])]}
+
+
+def _inputs(arch: Architecture, x: jax.Array, sigma: jax.Array | None) -> jax.Array:
+    if not arch.noise_conditional:
+        return x
+    if sigma is None:
+        raise ValueError("a noise-conditional network needs sigma, one per example")
+    return jnp.concatenate([x, jnp.log(sigma)[:, None].astype(x.dtype)], axis=1)
+
+
+def network(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
+    """The raw MLP output: ``(n, d)`` for a score network, ``(n, 1)`` for an energy network."""
+    act = ACTIVATIONS[arch.activation]
+    h = _inputs(arch, x, sigma)
+    *hidden, last = params["layers"]
+    for layer in hidden:
+        h = act(h @ layer["w"].T + layer["b"])
+    return h @ last["w"].T + last["b"]
+
+
+def score(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
+    """s(x) ``(n, d)``; ``sigma`` ``(n,)`` is ignored by a network that is not noise-conditional."""
+    if arch.energy:
+        energy = lambda points: network(arch, params, points, sigma).sum()  # noqa: E731 - rows are independent
+        out = -jax.grad(energy)(x)
+    else:
+        out = network(arch, params, x, sigma)
+    return out / sigma[:, None].astype(out.dtype) if arch.noise_conditional else out
+
+
+def tangent_trace(
+    arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None, chunk: int
+) -> tuple[jax.Array, jax.Array]:
+    """Scores and tr(ds/dx) of a score MLP by forward tangent propagation (DESIGN.md's fast path).
+
+    One forward pass keeps act'(z) of every hidden layer; then the input Jacobian T (n x k x width for a
+    block of k basis vectors) is carried as T <- (T W') * act'(z), and at the last layer only its diagonal
+    is formed, sum_h T[n, i, h] W[i, h], which saves a factor d there. ``chunk`` bounds k as in
+    :func:`benchbench_jax.autodiff.score_and_trace`.
+    """
+    act = ACTIVATIONS[arch.activation]
+    *hidden, last = params["layers"]
+    h = _inputs(arch, x, sigma)
+    slopes = []
+    for layer in hidden:
+        h, slope = jax.jvp(act, (h @ layer["w"].T + layer["b"],), (jnp.ones((x.shape[0], arch.width), x.dtype),))
+        slopes.append(slope)
+    scores = h @ last["w"].T + last["b"]
+    w_in = hidden[0]["w"][:, : arch.dim]
+
+    def block_trace(block: jax.Array) -> jax.Array:
+        tangent = (block @ w_in.T)[None] * slopes[0][:, None, :]
+        for layer, slope in zip(hidden[1:], slopes[1:]):
+            tangent = (tangent @ layer["w"].T) * slope[:, None, :]
+        return jnp.einsum("nkh,kh->n", tangent, block @ last["w"])
+
+    trace = sum_over_blocks(block_trace, basis_blocks(arch.dim, chunk, x.dtype))
+    if arch.noise_conditional:
+        scale = sigma.astype(x.dtype)
+        return scores / scale[:, None], trace / scale
+    return scores, trace
+
+
+class MLPScore:
+    """A score MLP bound to its parameters: ``s(x)`` or ``s(x, sigma)``, plus the forward-tangent fast path.
+
+    Losses take any callable; :func:`benchbench_jax.autodiff.score_and_trace` looks for the
+    ``tangent_trace(x, chunk)`` attribute to use the fast path (the torch ScoreMLP offers the same name).
+    ``sigma`` fixes the noise level of a noise-conditional network for one-argument use (traces at one sigma).
+    """
+
+    def __init__(self, arch: Architecture, params: Params, sigma: jax.Array | None = None) -> None:
+        self.arch, self.params, self.sigma = arch, params, sigma
+
+    def __call__(self, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
+        return score(self.arch, self.params, x, self.sigma if sigma is None else sigma)
+
+    def tangent_trace(self, x: jax.Array, chunk: int = 0) -> tuple[jax.Array, jax.Array]:
+        return tangent_trace(self.arch, self.params, x, self.sigma, chunk)
+
+
+def score_function(arch: Architecture, params: Params, sigma: jax.Array | None = None) -> Callable[..., jax.Array]:
+    """The callable a loss receives. Energy networks have no tangent fast path (their trace is a Laplacian)."""
+    if arch.energy:
+        return lambda x, noise=None: score(arch, params, x, sigma if noise is None else noise)
+    return MLPScore(arch, params, sigma)

@@ -1,0 +1,77 @@
+"""A trained JAX score network seen from numpy (for metrics) and as a pure function (for samplers)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from benchbench_jax.autodiff import score_and_trace
+from benchbench_jax.models import Architecture, Params, score, score_function
+
+# Rows per call: a fixed size (the last block padded) so each method compiles once. 512 rows with 64 basis
+# vectors per block keeps a 784-d trace at 512 x 64 x width numbers per layer (16 MB at width 128, float32).
+_ROWS = 512
+_TRACE_CHUNK = 64
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None) -> jax.Array:
+    """Jitted on the (hashable) architecture, so every model of one shape shares the compiled program."""
+    return score(arch, params, x, sigma if arch.noise_conditional else None)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores_and_traces(
+    arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    fn = score_function(arch, params, sigma if arch.noise_conditional else None)
+    return score_and_trace(fn, x, chunk=_TRACE_CHUNK if arch.dim > _TRACE_CHUNK else 0)
+
+
+class JaxModel:
+    """``score``/``score_and_trace`` take and return numpy; ``apply(params, x, sigma)`` is pure and jittable."""
+
+    backend = "jax"
+
+    def __init__(self, arch: Architecture, params: Params, device: jax.Device, sigmas: np.ndarray | None) -> None:
+        self.arch, self.params, self.device, self.sigmas = arch, params, device, sigmas
+        self.noise_conditional = arch.noise_conditional
+        self.dtype = params["layers"][0]["w"].dtype
+
+    def apply(self, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
+        """Scores ``(n, d)``; ``sigma`` ``(n,)`` is required by a noise-conditional model, else ignored."""
+        return score(self.arch, params, x, sigma if self.noise_conditional else None)
+
+    def _blocks(self, x: np.ndarray, sigma: float | None):
+        """Fixed-size row blocks on the model's device, each with its sigma column (or None) and true length."""
+        x = np.asarray(x, dtype=self.dtype)
+        if self.noise_conditional and sigma is None:
+            raise ValueError("a noise-conditional model needs sigma; its ladder is model.sigmas")
+        for start in range(0, len(x), _ROWS):
+            block = x[start : start + _ROWS]
+            rows = len(block)
+            padded = np.zeros((_ROWS, x.shape[1]), self.dtype)
+            padded[:rows] = block
+            noise = None
+            if self.noise_conditional:
+                noise = jax.device_put(np.full(_ROWS, sigma, self.dtype), self.device)
+            yield jax.device_put(padded, self.device), noise, rows
+
+    def score(self, x: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        parts = [
+            np.asarray(_scores(self.arch, self.params, block, noise))[:rows]
+            for block, noise, rows in self._blocks(x, sigma)
+        ]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, self.arch.dim))
+
+    def score_and_trace(self, x: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        scores, traces = [], []
+        for block, noise, rows in self._blocks(x, sigma):
+            s, t = _scores_and_traces(self.arch, self.params, block, noise)
+            scores.append(np.asarray(s)[:rows])
+            traces.append(np.asarray(t)[:rows])
+        if not scores:
+            return np.zeros((0, self.arch.dim)), np.zeros(0)
+        return np.concatenate(scores).astype(np.float64), np.concatenate(traces).astype(np.float64)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from benchbench import __version__
+from benchbench import __version__, perf
 from benchbench.commands import listing, run, server, table, ui
 from benchbench.errors import BenchError
 
@@ -45,7 +45,14 @@ def cli(ctx: click.Context, plugin_modules: tuple[str, ...]) -> None:
     ctx.obj = plugin_modules
 
 
-for command in (listing.list_command, run.run_command, server.server_command, table.table_command, ui.ui_command):
+for command in (
+    listing.list_command,
+    run.run_command,
+    server.server_command,
+    table.table_command,
+    ui.ui_command,
+    perf.perf_command,
+):
     cli.add_command(command)
 
 

@@ -1,0 +1,289 @@
+"""``bench perf``: the cost of one train step per objective x backend x dimension.
+
+Each measurement goes through the backend's own ``train`` (the code ``bench run`` times), on standard
+normal data: ``repeats`` calls of ``steps`` + 1 steps each, the first step of each call being the
+compile / warm-up step the backend reports apart. The figure is the median over the calls of the mean
+timed step, so one slow call (another process on a shared machine) does not move it.
+
+By default every measurement runs in a fresh process: the process peak memory a CPU backend reports is
+then that measurement's alone, torch and JAX thread pools never compete, and a compile cache never
+carries over. A backend or objective that cannot run is reported as a row with the reason, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import click
+import numpy as np
+
+from benchbench.commands import plugins_of
+from benchbench.errors import BenchError, SkipTrial
+from benchbench.params import format_spec, parse_spec, resolve
+from benchbench.plugins import Plugins, get_plugins
+from benchbench.specs import Data, resolve_ref
+from benchbench.trial import Settings, Trial
+
+DIMS = (2, 16, 64, 256)
+# The reference every exact implementation is compared with: d autograd calls in a Python loop, eager
+# (as users run it today; torch.compile cannot compile its double backward anyway).
+LOOP_VARIANT = {"method": "loop"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: everything a (possibly fresh) process needs, picklable."""
+
+    objective: str
+    params: Mapping[str, str]
+    backend: str
+    dim: int
+    batch: int
+    repeats: int
+    steps: int
+    settings: Mapping[str, Any]
+    plugin_modules: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> str:
+        return format_spec("", self.params).lstrip(":") or "default"
+
+
+@dataclass
+class Record:
+    """One row of the output; ``--json`` prints exactly these keys."""
+
+    objective: str
+    backend: str
+    variant: str
+    dim: int
+    batch: int
+    compiled: bool = False
+    ms_median: float | None = None
+    peak_memory_mb: float | None = None
+    compile_s: float | None = None
+    memory_source: str = ""
+    device: str = ""
+    error: str | None = None
+
+
+def jobs_for(
+    plugins: Plugins,
+    objectives: Sequence[str],
+    backends: Sequence[str],
+    dims: Sequence[int],
+    batch: int,
+    repeats: int,
+    steps: int,
+    settings: Mapping[str, Any],
+) -> list[Job]:
+    """The measurement matrix; every exact objective that does not pick a method is timed with the loop too."""
+    specs = [parse_spec(spec) for spec in objectives or plugins.names("objective")]
+    for name, params in specs:
+        resolve(f"objective {name!r}", plugins.get("objective", name).params, params)
+    for name in backends:
+        plugins.get("backend", name)
+    with_loop: list[tuple[str, dict[str, str], Mapping[str, Any]]] = []
+    for name, params in specs:
+        with_loop.append((name, params, settings))
+        if name == "exact" and "method" not in params:
+            with_loop.append((name, params | LOOP_VARIANT, dict(settings) | {"compile": False}))
+    return [
+        Job(name, params, backend, dim, batch, repeats, steps, job_settings, plugins.extra_modules)
+        for dim in dims
+        for name, params, job_settings in with_loop
+        for backend in backends or plugins.names("backend")
+    ]
+
+
+def measure(job: Job) -> Record:
+    """Time one job in this process; every failure becomes the record's ``error``."""
+    record = Record(job.objective, job.backend, job.variant, job.dim, job.batch, bool(job.settings.get("compile")))
+    try:
+        plugins = get_plugins(job.plugin_modules)
+        objective = plugins.get("objective", job.objective)
+        backend = plugins.get("backend", job.backend)
+        reason = backend.unavailable_reason()
+        if reason:
+            raise SkipTrial(f"backend {job.backend!r} is unavailable ({reason})")
+        objective.loss_for(job.backend)
+        hparams = resolve(f"objective {job.objective!r}", objective.params, job.params)
+        train = resolve_ref(backend.train, f"backend {job.backend!r}")
+        trial = Trial(
+            job.objective,
+            hparams,
+            job.backend,
+            "perf-normal",
+            {"dim": job.dim},
+            seed=0,
+            settings=Settings(steps=job.steps + 1, batch_size=job.batch, **job.settings),
+        )
+        data = _normal_data(job.dim, job.batch)
+        step_ms, compile_s, memory = [], [], []
+        for _ in range(job.repeats):
+            result = train(trial, data, objective, hparams, lambda done: None)
+            step_ms.append(1000 * result.train_s / job.steps)
+            compile_s.append(result.compile_s)
+            memory.append(result.peak_memory_mb)
+        record.ms_median = statistics.median(step_ms)
+        record.compile_s = compile_s[0]
+        known = [m for m in memory if m is not None]
+        record.peak_memory_mb = max(known) if known else None
+        record.memory_source, record.device = result.memory_source, result.device
+    except Exception as error:  # noqa: BLE001 - a failing combination is a row of the report, not a crash
+        record.error = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
+    return record
+
+
+def _normal_data(dim: int, batch: int) -> Data:
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((max(8 * batch, 1024), dim)).astype(np.float32)
+    return Data(name="perf-normal", train=train, test=train[:batch], shape=(dim,))
+
+
+def run_jobs(jobs: Iterable[Job], isolate: bool, cpus: int | None = None) -> Iterable[Record]:
+    """Measure each job, each in a fresh Python process when ``isolate`` (pinned to ``cpus`` CPUs if given)."""
+    for job in jobs:
+        yield _measure_in_subprocess(job, cpus) if isolate else measure(job)
+
+
+def _measure_in_subprocess(job: Job, cpus: int | None) -> Record:
+    """A plain subprocess, not multiprocessing: spawning re-imports the caller's main module, which a
+    script calling ``perf_command`` without an ``if __name__ == "__main__"`` guard cannot survive.
+
+    ``cpus`` pins the process to that many CPUs and sizes torch's OpenMP pool to match; XLA sizes its
+    pools from the affinity mask (measured: 13 threads in a JAX process pinned to one CPU, 17 on two).
+    On a machine other processes share, two spinning OpenMP threads on two cores can stall each other
+    (measured: median torch step 14 ms with two threads, 1.8 ms with one).
+    """
+    env = dict(os.environ)
+    pin = None
+    if cpus is not None:
+        chosen = sorted(os.sched_getaffinity(0))[:cpus]
+        env["OMP_NUM_THREADS"] = str(len(chosen))
+
+        def pin() -> None:
+            os.sched_setaffinity(0, chosen)
+
+    process = subprocess.run(
+        [sys.executable, "-c", "from benchbench.perf import worker; worker()"],
+        input=json.dumps(asdict(job)),
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=pin,
+    )
+    if process.returncode == 0:
+        return Record(**json.loads(process.stdout.strip().splitlines()[-1]))
+    lines = process.stderr.strip().splitlines() or [f"exit status {process.returncode}"]
+    record = Record(job.objective, job.backend, job.variant, job.dim, job.batch, bool(job.settings.get("compile")))
+    record.error = f"measuring process failed (exit status {process.returncode}): {lines[-1]}"
+    return record
+
+
+def worker() -> None:
+    """One measurement: a JSON :class:`Job` on stdin, its JSON :class:`Record` as the last line of stdout."""
+    data = json.loads(sys.stdin.read())
+    job = Job(**data | {"plugin_modules": tuple(data["plugin_modules"])})
+    print(json.dumps(asdict(measure(job))))
+
+
+def _table(records: list[Record]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "objective",
+        "variant",
+        "backend",
+        "d",
+        "batch",
+        "compiled",
+        "ms / step",
+        "peak MB",
+        "compile s",
+        "note",
+        title="bench perf",
+    )
+    for r in records:
+        table.add_row(
+            r.objective,
+            r.variant,
+            r.backend,
+            str(r.dim),
+            str(r.batch),
+            "yes" if r.compiled else "no",
+            "" if r.ms_median is None else f"{r.ms_median:.3g}",
+            "" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}",
+            "" if r.compile_s is None else f"{r.compile_s:.2f}",
+            r.error or "",
+        )
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@click.command("perf")
+@click.option(
+    "-o",
+    "--objective",
+    "objectives",
+    multiple=True,
+    metavar="NAME[:k=v,...]",
+    help="Objective and hyperparameters. Repeatable; default: every objective (exact also with method=loop).",
+)
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="Backend. Repeatable; default: all.")
+@click.option("--dim", "dims", multiple=True, type=click.IntRange(min=1), help="Data dimension. Repeatable.")
+@click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True, help="Batch size.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Train calls per row.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed steps per call.")
+@click.option("--compile", "compile_", is_flag=True, help="Compile the step (torch.compile; JAX always jits).")
+@click.option("--width", type=click.IntRange(min=1), default=128, show_default=True, help="Hidden width.")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="Hidden layers.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "gpu"]))
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--model", default="mlp", show_default=True, type=click.Choice(["mlp", "energy-mlp"]))
+@click.option(
+    "--isolate/--in-process",
+    default=True,
+    show_default=True,
+    help="Measure each row in a fresh process (own peak memory, no shared thread pools or compile caches).",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pin each measuring process to this many CPUs (with --isolate); default: all.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per line instead of the table.")
+@click.pass_context
+def perf_command(ctx: click.Context, **options: Any) -> None:
+    """Time one train step per objective x backend x dimension (median ms, peak memory, compile time)."""
+    plugins = plugins_of(ctx)
+    settings = {k: options[k] for k in ("width", "depth", "device", "dtype", "model")} | {
+        "compile": options["compile_"]
+    }
+    jobs = jobs_for(
+        plugins,
+        options["objectives"],
+        options["backends"],
+        options["dims"] or DIMS,
+        options["batch"],
+        options["repeats"],
+        options["steps"],
+        settings,
+    )
+    records = []
+    if options["cpus"] is not None and not options["isolate"]:
+        raise click.UsageError("--cpus pins the measuring processes: it needs --isolate")
+    for record in run_jobs(jobs, options["isolate"], options["cpus"]):
+        if options["as_json"]:
+            click.echo(json.dumps(asdict(record)))
+        records.append(record)
+    if not options["as_json"]:
+        _table(records)

@@ -1,6 +1,9 @@
-"""``bench table``: the comparison table, regenerated from the tracking store."""
+"""``bench table``: the comparison table (and plots), regenerated from the tracking store."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -8,36 +11,123 @@ from benchbench.commands import DEFAULT_EXPERIMENT, plugins_of
 from benchbench.plugins import Plugins
 
 
-def table_text(uri: str, experiment: str, sweep: str | None, plugins: Plugins, metrics: tuple[str, ...] = ()) -> str:
+def build_table(
+    uri: str,
+    experiment: str,
+    sweep: str | None,
+    plugins: Plugins,
+    metrics: Sequence[str] = (),
+    objectives: Sequence[str] = (),
+    backends: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+):
+    """The selected trial runs and their :class:`benchbench.table.Table`; bad names and empty selections raise."""
+    from benchbench.errors import UsageError
+    from benchbench.params import unknown_name
     from benchbench.runner import metric_directions
-    from benchbench.table import DEFAULT_METRICS, load_runs, summarise, to_markdown
+    from benchbench.table import DEFAULT_METRICS, Table, load_runs, select
 
-    chosen = list(metrics or DEFAULT_METRICS)
+    directions = metric_directions(plugins.extra_modules)
     runs = load_runs(uri, experiment, sweep)
-    return to_markdown(summarise(runs, chosen), chosen, metric_directions(plugins.extra_modules))
+    logged = {column.removeprefix("metrics.") for column in runs.columns if column.startswith("metrics.")}
+    for metric in metrics:
+        if metric not in directions and metric not in logged:
+            raise unknown_name("metric", metric, set(directions) | logged)
+    chosen = select(runs, objectives, backends, datasets)
+    if chosen.empty:
+        where = {"latest": "the latest sweep", None: "any sweep"}.get(sweep, f"sweep {sweep}")
+        given = (("objective", objectives), ("backend", backends), ("dataset", datasets))
+        filters = ", ".join(f"--{name} {' '.join(values)}" for name, values in given if values)
+        raise UsageError(
+            f"no trial runs in {where} of experiment {experiment!r} ({uri})" + (f" match {filters}" if filters else "")
+        )
+    return chosen, Table.from_runs(chosen, list(metrics or DEFAULT_METRICS), directions)
+
+
+def table_text(uri: str, experiment: str, sweep: str | None, plugins: Plugins, metrics: tuple[str, ...] = ()) -> str:
+    """The markdown table of one sweep (``bench run`` prints it when the sweep ends)."""
+    from benchbench.table import to_markdown
+
+    return to_markdown(build_table(uri, experiment, sweep, plugins, metrics)[1])
 
 
 @click.command("table")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI (as for bench run).")
-@click.option("--metric", "metrics", multiple=True, help="Metric column. Repeatable; default: a standard set.")
-@click.option("--all", "all_sweeps", is_flag=True, help="Every sweep of the experiment, not only the latest.")
+@click.option(
+    "--metric", "metrics", multiple=True, metavar="NAME", help="Metric column. Repeatable; default: a standard set."
+)
+@click.option("-o", "--objective", "objectives", multiple=True, metavar="NAME", help="Only this objective. Repeatable.")
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="Only this backend. Repeatable.")
+@click.option(
+    "-d",
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME[:k=v,...]",
+    help="Only this dataset family, or one labelled dataset. Repeatable.",
+)
+@click.option(
+    "--latest/--all",
+    "latest",
+    default=True,
+    show_default=True,
+    help="The sweep started last, or every sweep of the experiment (one run per trial configuration).",
+)
+@click.option("--sweep", default=None, metavar="RUN_ID", help="This sweep (its parent run id) instead of the latest.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "html", "latex", "json"]),
+    default="md",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the table to this file.")
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Also write PNG plots here: quality vs training time, step time vs dimension, bars per dataset.",
+)
 @click.pass_context
 def table_command(
     ctx: click.Context,
     experiment: str,
     tracking_uri: str | None,
     metrics: tuple[str, ...],
-    all_sweeps: bool,
+    objectives: tuple[str, ...],
+    backends: tuple[str, ...],
+    datasets: tuple[str, ...],
+    latest: bool,
+    sweep: str | None,
+    fmt: str,
     output: str | None,
+    plots: str | None,
 ) -> None:
-    """Regenerate the comparison table (markdown) from the tracking store."""
+    """Regenerate the comparison table from the tracking store.
+
+    One row per (dataset, objective, backend); cells are mean ± std over seeds, the best per dataset in bold,
+    rank is the mean rank over the shown metrics within the dataset; failed and skipped trials stay as rows.
+    """
+    from benchbench.table import render
     from benchbench.tracking import tracking_uri as resolve_uri
 
-    text = table_text(resolve_uri(tracking_uri), experiment, None if all_sweeps else "latest", plugins_of(ctx), metrics)
+    if sweep and not latest:
+        raise click.UsageError("--sweep and --all exclude each other")
+    chosen_sweep = sweep or ("latest" if latest else None)
+    runs, table = build_table(
+        resolve_uri(tracking_uri), experiment, chosen_sweep, plugins_of(ctx), metrics, objectives, backends, datasets
+    )
+    text = render(table, fmt)
     if output:
-        with open(output, "w") as handle:
-            handle.write(text)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+    if plots:
+        from benchbench.plots import write_plots
+
+        for path in write_plots(runs, table, plots):
+            click.echo(f"wrote {path}", err=True)

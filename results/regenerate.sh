@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Regenerate everything in results/ (tables, plots, README.md) from a fresh run of the default suite:
+# `bench run --quick` into a new temporary MLflow store, then `bench table` in every format. Nothing here is
+# typed by hand. Extra arguments go to `bench run` (e.g. `--steps 100` for a smoke run).
+# RESULTS_DIR=path writes somewhere else than results/ (the tests and smoke runs use that).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${RESULTS_DIR:-$root/results}"
+bench="${BENCH:-$(command -v bench || echo "$root/.venv/bin/bench")}"
+store="$(mktemp -d "${TMPDIR:-/tmp}/bench-results.XXXXXX")"
+trap 'rm -rf "$store"' EXIT
+uri="sqlite:///$store/mlflow.db"
+experiment="results"
+
+cd "$store" # MLflow writes run artifacts under ./mlruns: keep them in the temporary store
+status=0
+"$bench" run --quick --tracking-uri "$uri" --experiment "$experiment" "$@" | tee "$store/run.txt" || status=$?
+# Exit code 1 means some trials failed: they belong in the results (tabled with their reason). Worse is fatal.
+if [ "$status" -gt 1 ]; then
+    echo "regenerate.sh: bench run exited with $status; results/ left unchanged" >&2
+    exit "$status"
+fi
+summary="$(tail -n 1 "$store/run.txt")"
+summary="${summary%%  (experiment*}" # the temporary store's path is noise
+
+new="$store/results"
+mkdir -p "$new/plots"
+table=("$bench" table --tracking-uri "$uri" --experiment "$experiment")
+"${table[@]}" --format md --output "$new/table.md" --plots "$new/plots"
+"${table[@]}" --format csv --output "$new/table.csv"
+"${table[@]}" --format html --output "$new/table.html"
+"${table[@]}" --format latex --output "$new/table.tex"
+"${table[@]}" --format json --output "$new/table.json"
+
+{
+    echo "# Results of the default suite"
+    echo
+    echo "Regenerate every file in this folder (tables, plots and this README) from the repository root with:"
+    echo
+    echo '```bash'
+    echo "results/regenerate.sh"
+    echo '```'
+    echo
+    echo "It runs \`bench run --quick\` into a fresh temporary MLflow store and derives each file from that store"
+    echo "with \`bench table\`; nothing is typed by hand. The hardware and versions below are the run's own tags."
+    echo
+    echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) by \`bench run --quick${*:+ $*}\`: $summary"
+    echo
+    echo "## Comparison table"
+    echo
+    cat "$new/table.md"
+    echo
+    echo "The same table: [table.csv](table.csv), [table.json](table.json), [table.html](table.html),"
+    echo "[table.tex](table.tex) (booktabs)."
+    echo
+    echo "## Plots"
+    echo
+    for plot in "$new"/plots/*.png; do
+        name="$(basename "$plot")"
+        echo "![${name%.png}](plots/$name)"
+        echo
+    done
+} >"$new/README.md"
+
+mkdir -p "$out"
+rm -rf "$out/plots" "$out"/table.* "$out/README.md"
+cp -r "$new"/. "$out"/
+echo "regenerate.sh: wrote $out ($summary)"

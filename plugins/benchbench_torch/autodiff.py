@@ -49,7 +49,15 @@ def score_and_quadratic(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor) -> 
 
 
 def _reverse_quadratic(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """v'(J' v) = v'(J v) with J' v by reverse mode (double backward), batched over the k directions."""
+    """v'(J' v) = v'(J v) with J' v by reverse mode (double backward), batched over the k directions.
+
+    Under a torch.func transform (e.g. a plugin author's ``torch.func.grad(functional_call(...))``) the
+    double backward is refused, so the same product comes from ``torch.func.vjp`` there.
+    """
+    if _under_functorch():
+        s, pullback = torch.func.vjp(score_fn, x)
+        jtv = torch.func.vmap(lambda u: pullback(u)[0], in_dims=1, out_dims=1)(v)
+        return s, (v * jtv).sum(dim=2)
     x = x.detach().requires_grad_(True)
     s = score_fn(x)
     if v.shape[1] == 1:
@@ -58,6 +66,10 @@ def _reverse_quadratic(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor) -> t
     directions = v.transpose(0, 1)
     (jtv,) = torch.autograd.grad(s, x, grad_outputs=directions, is_grads_batched=True, create_graph=True)
     return s, (directions * jtv).sum(dim=2).T
+
+
+def _under_functorch() -> bool:
+    return torch._C._functorch.maybe_current_level() is not None
 
 
 def _is_functorch_refusal(error: RuntimeError) -> bool:

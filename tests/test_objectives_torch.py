@@ -14,6 +14,7 @@ from benchbench_torch import autodiff, losses
 from benchbench_torch.models import ACTIVATIONS, EnergyMLP, NoiseConditionalMLP, ScoreMLP
 
 from benchbench.errors import ParameterError
+from benchbench.noise import sigma_ladder
 from benchbench.plugins import get_plugins
 
 N_SE = 5.0
@@ -139,7 +140,7 @@ def test_denoising_loss_matches_its_closed_form():
 def test_multiscale_loss_matches_its_closed_form_averaged_over_the_ladder():
     """Per level, sigma^2 times the DSM closed form; one level per example, uniform over the ladder."""
     a, b, mu, sigma_x, root = linear_problem(dim=3, seed=9)
-    d, sigmas = 3, losses.noise_ladder(0.1, 2.0, 4)
+    d, sigmas = 3, sigma_ladder(0.1, 2.0, 4)
     data_term = np.trace(a @ sigma_x @ a.T) + np.sum((a @ (mu - b)) ** 2)
     per_level = 0.5 * (sigmas**2 * (data_term - 2 * np.trace(a)) + sigmas**4 * np.trace(a @ a.T) + d)
     score = linear_score(a, b)
@@ -157,11 +158,11 @@ def test_multiscale_loss_matches_its_closed_form_averaged_over_the_ladder():
 
 
 def test_noise_ladder_is_geometric_and_descending():
-    sigmas = losses.noise_ladder(0.01, 1.0, 10)
+    sigmas = sigma_ladder(0.01, 1.0, 10)
     assert sigmas[0] == pytest.approx(1.0) and sigmas[-1] == pytest.approx(0.01)
     assert np.allclose(sigmas[1:] / sigmas[:-1], sigmas[1] / sigmas[0])
     with pytest.raises(ParameterError, match="sigma_min=2.0 is larger than sigma_max=1.0"):
-        losses.noise_ladder(2.0, 1.0, 3)
+        sigma_ladder(2.0, 1.0, 3)
 
 
 def test_sphere_projections_have_norm_sqrt_d_and_identity_second_moment():

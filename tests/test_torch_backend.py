@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from benchbench_torch import autodiff, backend
-from benchbench_torch.losses import noise_ladder
 from click.testing import CliRunner
 
 from benchbench.errors import SkipTrial, TrialFailure, UsageError
+from benchbench.noise import sigma_ladder
 from benchbench.params import resolve
 from benchbench.perf import jobs_for, measure, perf_command
 from benchbench.plugins import get_plugins
@@ -109,7 +109,7 @@ def test_a_noise_conditional_objective_must_declare_its_ladder():
 def test_noise_conditional_model_exposes_its_ladder_and_takes_sigma_per_example():
     params = {"sigma_min": "0.05", "sigma_max": "2", "n_sigmas": "6"}
     model = train("denoising-multiscale", params=params, dtype="float64").model
-    assert model.noise_conditional and np.allclose(model.sigmas, noise_ladder(0.05, 2.0, 6))
+    assert model.noise_conditional and np.allclose(model.sigmas, sigma_ladder(0.05, 2.0, 6))
     assert np.all(np.diff(model.sigmas) < 0)
     x = np.random.default_rng(1).standard_normal((5, 3))
     at_half = model.score(x, 0.5)

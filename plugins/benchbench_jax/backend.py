@@ -20,8 +20,8 @@ import numpy as np
 import optax
 
 from benchbench.errors import TrialFailure, UsageError
+from benchbench.noise import objective_ladder
 from benchbench.specs import Data, Objective, TrainResult
-from benchbench_jax.losses import sigma_ladder
 from benchbench_jax.models import Architecture, init_params, score_function
 from benchbench_jax.trained import JaxModel
 
@@ -130,19 +130,6 @@ def compiled_program(
     return Program(jax.jit(init), jax.jit(step, donate_argnums=(0, 1, 2)))
 
 
-def _sigmas(objective: Objective, hparams: Mapping[str, Any]) -> np.ndarray | None:
-    """The noise ladder of a noise-conditional objective, from the params it must declare (as in torch)."""
-    if not objective.noise_conditional:
-        return None
-    missing = [name for name in ("sigma_min", "sigma_max", "n_sigmas") if name not in hparams]
-    if missing:
-        raise TrialFailure(
-            f"objective {objective.name!r} is noise-conditional but does not declare {', '.join(missing)}; "
-            "the jax backend builds its noise ladder from sigma_min, sigma_max and n_sigmas"
-        )
-    return sigma_ladder(hparams["sigma_min"], hparams["sigma_max"], hparams["n_sigmas"])
-
-
 def _check_window(window: np.ndarray, first_step: int, trial: Any) -> None:
     bad = np.flatnonzero(~np.isfinite(window))
     if bad.size:
@@ -164,7 +151,7 @@ def train(
     settings = trial.settings
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype)
-    sigmas = _sigmas(objective, hparams)
+    sigmas = objective_ladder(objective, hparams, "jax")
     arch = Architecture(
         dim=data.dim,
         width=settings.width,

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchbench.errors import ParameterError
+from benchbench.noise import sigma_ladder
 from benchbench_jax.autodiff import directional_vjp, score_and_trace
 
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -98,15 +98,6 @@ def denoising_loss(score_fn: Callable, x: jax.Array, key: jax.Array, sigma: floa
     Its minimiser is the score of the data convolved with N(0, sigma^2 I), not of the data itself.
     """
     return denoising_core(score_fn, x, jax.random.normal(key, x.shape, x.dtype), sigma)
-
-
-def sigma_ladder(sigma_min: float, sigma_max: float, n_sigmas: int) -> np.ndarray:
-    """NCSN's noise levels, geometric from ``sigma_max`` down to ``sigma_min`` (float64, as the torch backend)."""
-    if sigma_min > sigma_max:
-        raise ParameterError(
-            f"objective 'denoising-multiscale': sigma_min={sigma_min} is larger than sigma_max={sigma_max}"
-        )
-    return np.geomspace(sigma_max, sigma_min, n_sigmas)
 
 
 def multiscale_denoising_core(score_fn: Callable, x: jax.Array, z: jax.Array, sigmas: jax.Array) -> jax.Array:

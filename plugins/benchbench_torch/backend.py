@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from benchbench.errors import SkipTrial, TrialFailure, UsageError
+from benchbench.noise import objective_ladder
 from benchbench.specs import Data, Objective, TrainResult
 from benchbench_torch.autodiff import score_and_trace
-from benchbench_torch.losses import noise_ladder
 from benchbench_torch.models import build_model
 
 # Check for a non-finite loss every this many steps: each check synchronises the device.
@@ -106,19 +106,6 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
     return kib * scale, "process peak RSS (ru_maxrss, includes everything the process loaded)"
 
 
-def _sigmas(objective: Objective, hparams: Mapping[str, Any]) -> np.ndarray | None:
-    """The noise ladder of a noise-conditional objective, from the params it must declare."""
-    if not objective.noise_conditional:
-        return None
-    missing = [name for name in ("sigma_min", "sigma_max", "n_sigmas") if name not in hparams]
-    if missing:
-        raise TrialFailure(
-            f"objective {objective.name!r} is noise-conditional but does not declare {', '.join(missing)}; "
-            "the torch backend builds its noise ladder from sigma_min, sigma_max and n_sigmas"
-        )
-    return noise_ladder(hparams["sigma_min"], hparams["sigma_max"], hparams["n_sigmas"])
-
-
 def _compile_refused(objective: Objective, model: str, error: Exception) -> str:
     """Why a combination runs eagerly but not compiled, e.g. an energy model's double backward (aot_autograd
     has none): a combination this backend cannot run, so the trial is skipped, never silently run eagerly."""
@@ -140,7 +127,7 @@ def train(
     settings = trial.settings
     device = resolve_device(settings.device)
     dtype = torch.float64 if settings.dtype == "float64" else torch.float32
-    sigmas = _sigmas(objective, hparams)
+    sigmas = objective_ladder(objective, hparams, "torch")
     torch.manual_seed(trial.seed)
     generator = torch.Generator(device=device).manual_seed(trial.seed)
     train_x = torch.as_tensor(data.train, device=device, dtype=dtype)

@@ -8,10 +8,10 @@ randomness. The JAX backend implements the same names with the same hyperparamet
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from benchbench.errors import ParameterError
+from benchbench.noise import sigma_ladder
 from benchbench_torch.autodiff import ScoreFn, score_and_quadratic, score_and_trace
 
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -83,15 +83,6 @@ def denoising_loss(score_fn: ScoreFn, x: torch.Tensor, rng: torch.Generator, sig
     return 0.5 * residual.pow(2).sum(dim=1).mean()
 
 
-def noise_ladder(sigma_min: float, sigma_max: float, n_sigmas: int) -> np.ndarray:
-    """NCSN's geometric noise levels, descending from ``sigma_max`` to ``sigma_min`` (float64)."""
-    if sigma_min > sigma_max:
-        raise ParameterError(
-            f"objective 'denoising-multiscale': sigma_min={sigma_min} is larger than sigma_max={sigma_max}"
-        )
-    return np.geomspace(sigma_max, sigma_min, n_sigmas)
-
-
 def multiscale_denoising_loss(
     score_fn,
     x: torch.Tensor,
@@ -106,7 +97,7 @@ def multiscale_denoising_loss(
     level is drawn uniformly per example, an unbiased estimate of the average over the ladder.
     ``score_fn(x, sigma)`` takes one sigma per example, shape (n,).
     """
-    sigmas = torch.as_tensor(noise_ladder(sigma_min, sigma_max, n_sigmas), device=x.device, dtype=x.dtype)
+    sigmas = torch.as_tensor(sigma_ladder(sigma_min, sigma_max, n_sigmas), device=x.device, dtype=x.dtype)
     sigma = sigmas[torch.randint(0, n_sigmas, (x.shape[0],), generator=rng, device=x.device)]
     z = torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)
     residual = sigma.unsqueeze(1) * score_fn(x + sigma.unsqueeze(1) * z, sigma) + z

@@ -7,7 +7,8 @@ timed step, so one slow call (another process on a shared machine) does not move
 
 By default every measurement runs in a fresh process: the process peak memory a CPU backend reports is
 then that measurement's alone, torch and JAX thread pools never compete, and a compile cache never
-carries over. A backend or objective that cannot run is reported as a row with the reason, not fatal.
+carries over; ``--cpus`` pins those processes, for numbers that survive a busy shared machine. A backend
+or objective that cannot run is reported as a row with the reason, not fatal.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ LOOP_VARIANT = {"method": "loop"}
 
 @dataclass(frozen=True)
 class Job:
-    """One measurement: everything a (possibly fresh) process needs, picklable."""
+    """One measurement: everything a (possibly fresh) process needs, as JSON."""
 
     objective: str
     params: Mapping[str, str]
@@ -238,16 +239,34 @@ def _table(records: list[Record]) -> None:
     help="Objective and hyperparameters. Repeatable; default: every objective (exact also with method=loop).",
 )
 @click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="Backend. Repeatable; default: all.")
-@click.option("--dim", "dims", multiple=True, type=click.IntRange(min=1), help="Data dimension. Repeatable.")
+@click.option(
+    "--dim",
+    "dims",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Data dimension. Repeatable; default: 2, 16, 64, 256.",
+)
 @click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True, help="Batch size.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Train calls per row.")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed steps per call.")
 @click.option("--compile", "compile_", is_flag=True, help="Compile the step (torch.compile; JAX always jits).")
 @click.option("--width", type=click.IntRange(min=1), default=128, show_default=True, help="Hidden width.")
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="Hidden layers.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "gpu"]))
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
-@click.option("--model", default="mlp", show_default=True, type=click.Choice(["mlp", "energy-mlp"]))
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda", "gpu"]),
+    help="Where to train.",
+)
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]), help="dtype.")
+@click.option(
+    "--model",
+    default="mlp",
+    show_default=True,
+    type=click.Choice(["mlp", "energy-mlp"]),
+    help="Score network s(x), or energy network E(x) with s = -grad E.",
+)
 @click.option(
     "--isolate/--in-process",
     default=True,

@@ -233,7 +233,9 @@ def perf_records(*args: str) -> list[dict]:
 
 
 def test_perf_times_each_objective_beside_the_exact_loop_through_the_backend():
-    records = perf_records("-o", "exact", "-o", "denoising:sigma=0.5", "--dim", "3", "--repeats", "2", "--steps", "2")
+    records = perf_records(
+        "-o", "exact", "-o", "denoising:sigma=0.5", "--dim", "3", "--repeats", "2", "--steps", "2", "--in-process"
+    )
     assert [(r["objective"], r["variant"]) for r in records] == [
         ("exact", "default"),
         ("exact", "method=loop"),
@@ -269,3 +271,8 @@ def test_perf_reports_a_backend_that_cannot_load_and_goes_on(tmp_path, monkeypat
     broken, works = (measure(job) for job in jobs)
     assert broken.error.startswith("backend 'broken': cannot load 'no_such_module:train': ModuleNotFoundError")
     assert works.error is None and works.ms_median > 0
+
+
+def test_perf_pins_cpus_only_in_fresh_processes():
+    result = CliRunner().invoke(perf_command, ["--cpus", "1", "--in-process"])
+    assert result.exit_code == 2 and "--cpus pins the measuring processes: it needs --isolate" in result.output

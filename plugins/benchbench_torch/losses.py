@@ -56,7 +56,7 @@ def sliced_loss(
     """
     v = projections(x, rng, n_projections, projection)
     s, quadratic = score_and_quadratic(score_fn, x, v)
-    per_direction = 0.5 * torch.einsum("bkd,bd->bk", v, s).pow(2) + quadratic
+    per_direction = 0.5 * (v * s.unsqueeze(1)).sum(dim=2).pow(2) + quadratic
     return per_direction.mean()
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from benchbench import __version__, perf
-from benchbench.commands import listing, run, server, table, ui
+from benchbench import __version__
+from benchbench.commands import listing, perf, run, server, table, ui
 from benchbench.errors import BenchError
 
 

@@ -1,9 +1,9 @@
 """``bench perf``: the cost of one train step per objective x backend x dimension.
 
-Each measurement goes through the backend's own ``train`` (the code ``bench run`` times), on standard
-normal data: ``repeats`` calls of ``steps`` + 1 steps each, the first step of each call being the
-compile / warm-up step the backend reports apart. The figure is the median over the calls of the mean
-timed step, so one slow call (another process on a shared machine) does not move it.
+Each measurement runs the backend's training program through the core's loop (benchbench.training, the code
+``bench run`` times), on standard normal data: ``repeats`` trainings of ``steps`` steps each, whose first step
+(compile) and warm-up steps are reported apart. The figure is the median over the trainings of the mean timed
+step, so one slow training (another process on a shared machine) does not move it.
 
 By default every measurement runs in a fresh process: the process peak memory a CPU backend reports is
 then that measurement's alone, torch and JAX thread pools never compete, and a compile cache never
@@ -22,10 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import click
 import numpy as np
 
-from benchbench.commands import plugins_of
+from benchbench import training
 from benchbench.errors import BenchError, SkipTrial
 from benchbench.params import format_spec, parse_spec, resolve
 from benchbench.plugins import Plugins, get_plugins
@@ -33,9 +32,6 @@ from benchbench.specs import Data, resolve_ref
 from benchbench.trial import Settings, Trial
 
 DIMS = (2, 16, 64, 256)
-# The reference every exact implementation is compared with: d autograd calls in a Python loop, eager
-# (as users run it today; torch.compile cannot compile its double backward anyway).
-LOOP_VARIANT = {"method": "loop"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,8 @@ def jobs_for(
     steps: int,
     settings: Mapping[str, Any],
 ) -> list[Job]:
-    """The measurement matrix; every exact objective that does not pick a method is timed with the loop too."""
+    """The measurement matrix; an objective that declares a ``perf_reference`` variant (exact: the loop over d) is
+    timed with it too, unless the user chose one of the variant's parameters."""
     specs = [parse_spec(spec) for spec in objectives or plugins.names("objective")]
     for name, params in specs:
         resolve(f"objective {name!r}", plugins.get("objective", name).params, params)
@@ -94,8 +91,9 @@ def jobs_for(
     with_loop: list[tuple[str, dict[str, str], Mapping[str, Any]]] = []
     for name, params in specs:
         with_loop.append((name, params, settings))
-        if name == "exact" and "method" not in params:
-            with_loop.append((name, params | LOOP_VARIANT, dict(settings) | {"compile": False}))
+        reference = dict(plugins.get("objective", name).perf_reference)
+        if reference and not reference.keys() & params.keys():
+            with_loop.append((name, params | reference, dict(settings) | {"compile": False}))
     return [
         Job(name, params, backend, dim, batch, repeats, steps, job_settings, plugins.extra_modules)
         for dim in dims
@@ -116,7 +114,7 @@ def measure(job: Job) -> Record:
             raise SkipTrial(f"backend {job.backend!r} is unavailable ({reason})")
         objective.loss_for(job.backend)
         hparams = resolve(f"objective {job.objective!r}", objective.params, job.params)
-        train = resolve_ref(backend.train, f"backend {job.backend!r}")
+        make_program = resolve_ref(backend.program, f"backend {job.backend!r}")
         trial = Trial(
             job.objective,
             hparams,
@@ -124,20 +122,21 @@ def measure(job: Job) -> Record:
             "perf-normal",
             {"dim": job.dim},
             seed=0,
-            settings=Settings(steps=job.steps + 1, batch_size=job.batch, **job.settings),
+            settings=Settings(steps=job.steps, batch_size=job.batch, **job.settings),
         )
         data = _normal_data(job.dim, job.batch)
         step_ms, compile_s, memory = [], [], []
         for _ in range(job.repeats):
-            result = train(trial, data, objective, hparams, lambda done: None)
-            step_ms.append(1000 * result.train_s / job.steps)
-            compile_s.append(result.compile_s)
-            memory.append(result.peak_memory_mb)
-        record.ms_median = statistics.median(step_ms)
+            program = make_program(trial, data, objective, hparams)
+            run = training.train(program, training.Budget(steps=job.steps), name=f"perf {job.objective}")
+            step_ms.append(run.step_ms)
+            compile_s.append(run.compile_s)
+            memory.append(program.peak_memory())
+        record.ms_median = statistics.median(ms for ms in step_ms if ms is not None)
         record.compile_s = compile_s[0]
-        known = [m for m in memory if m is not None]
+        known = [mb for mb, _ in memory if mb is not None]
         record.peak_memory_mb = max(known) if known else None
-        record.memory_source, record.device = result.memory_source, result.device
+        record.memory_source, record.device = memory[-1][1], program.device
     except Exception as error:  # noqa: BLE001 - a failing combination is a row of the report, not a crash
         record.error = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
     return record
@@ -196,7 +195,7 @@ def worker() -> None:
     print(json.dumps(asdict(measure(job))))
 
 
-def _table(records: list[Record]) -> None:
+def print_table(records: list[Record]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -227,82 +226,3 @@ def _table(records: list[Record]) -> None:
             r.error or "",
         )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
-
-
-@click.command("perf")
-@click.option(
-    "-o",
-    "--objective",
-    "objectives",
-    multiple=True,
-    metavar="NAME[:k=v,...]",
-    help="Objective and hyperparameters. Repeatable; default: every objective (exact also with method=loop).",
-)
-@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="Backend. Repeatable; default: all.")
-@click.option(
-    "--dim",
-    "dims",
-    multiple=True,
-    type=click.IntRange(min=1),
-    help="Data dimension. Repeatable; default: 2, 16, 64, 256.",
-)
-@click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True, help="Batch size.")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Train calls per row.")
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed steps per call.")
-@click.option("--compile", "compile_", is_flag=True, help="Compile the step (torch.compile; JAX always jits).")
-@click.option("--width", type=click.IntRange(min=1), default=128, show_default=True, help="Hidden width.")
-@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="Hidden layers.")
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda", "gpu"]),
-    help="Where to train.",
-)
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]), help="dtype.")
-@click.option(
-    "--model",
-    default="mlp",
-    show_default=True,
-    type=click.Choice(["mlp", "energy-mlp"]),
-    help="Score network s(x), or energy network E(x) with s = -grad E.",
-)
-@click.option(
-    "--isolate/--in-process",
-    default=True,
-    show_default=True,
-    help="Measure each row in a fresh process (own peak memory, no shared thread pools or compile caches).",
-)
-@click.option(
-    "--cpus",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Pin each measuring process to this many CPUs (with --isolate); default: all.",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON record per line instead of the table.")
-@click.pass_context
-def perf_command(ctx: click.Context, **options: Any) -> None:
-    """Time one train step per objective x backend x dimension (median ms, peak memory, compile time)."""
-    plugins = plugins_of(ctx)
-    settings = {k: options[k] for k in ("width", "depth", "device", "dtype", "model")} | {
-        "compile": options["compile_"]
-    }
-    jobs = jobs_for(
-        plugins,
-        options["objectives"],
-        options["backends"],
-        options["dims"] or DIMS,
-        options["batch"],
-        options["repeats"],
-        options["steps"],
-        settings,
-    )
-    records = []
-    if options["cpus"] is not None and not options["isolate"]:
-        raise click.UsageError("--cpus pins the measuring processes: it needs --isolate")
-    for record in run_jobs(jobs, options["isolate"], options["cpus"]):
-        if options["as_json"]:
-            click.echo(json.dumps(asdict(record)))
-        records.append(record)
-    if not options["as_json"]:
-        _table(records)

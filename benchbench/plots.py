@@ -1,5 +1,7 @@
 """The result plots of ``bench table --plots DIR``, drawn from the same runs as the table (PNG, Agg).
 
+- ``convergence_<dataset>_<metric>.png``: each score metric against training time and against steps, from the
+  checkpoints of training (see :mod:`benchbench.curves`).
 - ``pareto_<dataset>.png``: score quality against training time, one point per seed, a large marker per
   (objective, backend) mean, and the Pareto front of those means (nothing both faster and better).
 - ``scaling.png``: training step time against the dataset dimension (param ``dataset.dim``), per objective
@@ -19,36 +21,34 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from benchbench.curves import convergence_figures
 from benchbench.table import Table, slug, trial_status
-from benchbench.tracking import TAG_PREFIX
+from benchbench.tags import BACKEND, DATASET, FINISHED, OBJECTIVE_SPEC, column
 
-_T = "tags." + TAG_PREFIX
 QUALITY_METRICS = ("fisher_divergence", "sm_objective")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def training_seconds(runs: pd.DataFrame) -> pd.Series:
-    """``compile_s + (steps - 1) * train_step_ms / 1000``: what training cost, evaluation excluded.
-
-    The backends time the first step apart as compile / warm-up and the other ``steps - 1`` with the device
-    synchronised, so this is the time an objective is charged for; ``wall_s`` (which adds data loading,
-    sampling and metrics) stands in for runs without those metrics.
-    """
+    """``compile_s + train_time_s``: what training cost (the first step, warm-up and timed steps), evaluation
+    excluded. ``wall_s`` (which adds data loading, sampling and metrics) stands in for runs without them."""
     wall = runs["metrics.wall_s"] if "metrics.wall_s" in runs else pd.Series(np.nan, index=runs.index)
-    if not {"params.steps", "metrics.compile_s", "metrics.train_step_ms"} <= set(runs.columns):
+    if not {"metrics.compile_s", "metrics.train_time_s"} <= set(runs.columns):
         return wall
-    steps = pd.to_numeric(runs["params.steps"], errors="coerce")
-    return (runs["metrics.compile_s"] + (steps - 1) * runs["metrics.train_step_ms"] / 1000.0).fillna(wall)
+    return (runs["metrics.compile_s"] + runs["metrics.train_time_s"]).fillna(wall)
 
 
-def write_plots(runs: pd.DataFrame, table: Table, folder: str | Path) -> list[Path]:
-    """Every plot the runs allow, written into ``folder``; the paths written, in order."""
+def write_plots(runs: pd.DataFrame, table: Table, folder: str | Path, curves: pd.DataFrame | None = None) -> list[Path]:
+    """Every plot the runs allow, written into ``folder``; the paths written, in order. ``curves``: the
+    checkpoint points of the runs (:func:`benchbench.curves.load_curves`), for the convergence plots."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    finished = runs[trial_status(runs) == "finished"] if not runs.empty else runs
+    finished = runs[trial_status(runs) == FINISHED] if not runs.empty else runs
     figures: list[tuple[str, Figure]] = []
-    for dataset in sorted(runs[_T + "dataset"].dropna().unique()) if not runs.empty else ():
-        figure = pareto_figure(finished[finished[_T + "dataset"] == dataset], dataset)
+    if curves is not None and not curves.empty:
+        figures += convergence_figures(curves[curves["run_id"].isin(finished["run_id"])])
+    for dataset in sorted(runs[column(DATASET)].dropna().unique()) if not runs.empty else ():
+        figure = pareto_figure(finished[finished[column(DATASET)] == dataset], dataset)
         if figure is not None:
             figures.append((f"pareto_{slug(dataset)}.png", figure))
     scaling = scaling_figure(finished)
@@ -83,16 +83,16 @@ def pareto_figure(runs: pd.DataFrame, dataset: str) -> Figure | None:
     if quality is None:
         return None
     points = runs.assign(
-        time=training_seconds(runs), quality=runs[f"metrics.{quality}"], objective=runs[_T + "objective_spec"]
+        time=training_seconds(runs), quality=runs[f"metrics.{quality}"], objective=runs[column(OBJECTIVE_SPEC)]
     ).dropna(subset=["time", "quality"])
     if points.empty:
         return None
     colors = _styles(sorted(points["objective"].unique()))
-    markers = dict(zip(sorted(points[_T + "backend"].unique()), MARKERS * 4))
+    markers = dict(zip(sorted(points[column(BACKEND)].unique()), MARKERS * 4))
     figure = Figure(figsize=(6.4, 4.4), dpi=110)
     ax = figure.add_subplot()
     means = []
-    for (objective, backend), group in points.groupby(["objective", _T + "backend"], sort=True):
+    for (objective, backend), group in points.groupby(["objective", column(BACKEND)], sort=True):
         style = dict(color=colors[objective], marker=markers[backend])
         ax.scatter(group["time"], group["quality"], s=14, alpha=0.45, linewidths=0, **style)
         mean = (group["time"].mean(), group["quality"].mean())
@@ -125,15 +125,15 @@ def scaling_figure(runs: pd.DataFrame) -> Figure | None:
     points = runs.assign(
         dim=pd.to_numeric(runs["params.dataset.dim"], errors="coerce"),
         ms=runs["metrics.train_step_ms"],
-        objective=runs[_T + "objective_spec"],
+        objective=runs[column(OBJECTIVE_SPEC)],
     ).dropna(subset=["dim", "ms"])
     if points.empty:
         return None
     colors = _styles(sorted(points["objective"].unique()))
-    markers = dict(zip(sorted(points[_T + "backend"].unique()), MARKERS * 4))
+    markers = dict(zip(sorted(points[column(BACKEND)].unique()), MARKERS * 4))
     figure = Figure(figsize=(6.4, 4.4), dpi=110)
     ax = figure.add_subplot()
-    for (objective, backend), group in points.groupby(["objective", _T + "backend"], sort=True):
+    for (objective, backend), group in points.groupby(["objective", column(BACKEND)], sort=True):
         stats = group.groupby("dim")["ms"].agg(["mean", "std"]).fillna({"std": 0.0})
         ax.errorbar(
             stats.index,
@@ -173,7 +173,7 @@ def bars_figure(rows: pd.DataFrame, table: Table, dataset: str) -> Figure | None
         ax.barh(positions, np.nan_to_num(means), xerr=rows[f"{metric}.std"].fillna(0), color=colors, capsize=2)
         _log_if_wide(ax.set_xscale, pd.Series(means).dropna())
         for position, mean, status in zip(positions, means, rows["status"]):
-            if np.isnan(mean):  # "1 failed (RuntimeError: ...)" -> "1 failed"; "skipped: ..." -> "skipped"
+            if np.isnan(mean):  # "1 failed (RuntimeError: ...)" -> "1 failed"; "skipped: ..." -> SKIPPED
                 label = status.split(" (")[0].split(":")[0]
                 ax.text(
                     0.01, position, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color="dimgrey"

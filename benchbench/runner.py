@@ -10,7 +10,6 @@ answering (TrackingError: not the trial's fault, and nothing more can be logged)
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,17 +19,43 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from benchbench import training
 from benchbench.errors import SkipTrial, TrackingError, TrialFailure
 from benchbench.evaluation import EvalContext, compute_metrics, render_reports
 from benchbench.plugins import get_plugins
-from benchbench.specs import Data, TrainResult, resolve_ref
-from benchbench.tracking import TAG_PREFIX, Tracker, environment_tags
+from benchbench.specs import Data, TrainedModel, TrainResult, resolve_ref
+from benchbench.tags import (
+    BACKEND,
+    CONFIG_HASH,
+    CURVES,
+    DATASET,
+    DATASET_FAMILY,
+    DEVICE,
+    ERROR,
+    EVAL_ERROR,
+    FAILED,
+    FINISHED,
+    KILLED,
+    KIND,
+    KIND_TRIAL,
+    MEMORY_SOURCE,
+    NOTE,
+    OBJECTIVE,
+    OBJECTIVE_SPEC,
+    PREFIX,
+    SAMPLER,
+    SEED,
+    SKIP_REASON,
+    SKIPPED,
+    STATUS,
+)
+from benchbench.tracking import Tracker, environment_tags
 from benchbench.trial import Trial
 
 
@@ -71,15 +96,23 @@ def _load_data(dataset: str, params_json: str, seed: int, plugin_modules: tuple[
     return data
 
 
+CURVE_EXAMPLES = 2000
+"""Checkpoint evaluations use the first this-many examples of the test split: a fixed subset, so the points of a
+curve are comparable with each other, small enough that evaluating often costs little beside training, and the
+whole test split of the synthetic datasets by default (n_test=2000), so a curve's last point is the final value."""
+
+
 @dataclass
 class Evaluated:
-    """A trained and evaluated trial, before it is logged."""
+    """A trained and evaluated trial, before it is logged. ``curves`` are ``{metric: [(step, value), ...]}``,
+    ``train_time_s`` among them; the last point of each is the final evaluation, on the whole test split."""
 
     result: TrainResult
     ctx: EvalContext
     metrics: dict[str, float]
     files: dict[str, bytes]
     errors: dict[str, str]
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Progress | None = None) -> Evaluated:
@@ -89,33 +122,40 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
     backend = plugins.get("backend", trial.backend)
     objective.loss_for(trial.backend)  # a combination it does not implement is skipped before loading data
     data = _load_data(trial.dataset, json.dumps(dict(trial.dataset_params), sort_keys=True), trial.seed, plugin_modules)
-    train = resolve_ref(backend.train, f"backend {backend.name!r}")
-    result = train(trial, data, objective, dict(trial.objective_params), progress or (lambda done: None))
-    _check_losses(result.losses, trial)
+    make_program = resolve_ref(backend.program, f"backend {backend.name!r}")
+    program = make_program(trial, data, objective, dict(trial.objective_params))
+    metrics = [m for m, _ in plugins.items("metric")]
+    curves: dict[str, list[tuple[int, float]]] = {}
+    subset = replace(data, test=data.test[:CURVE_EXAMPLES])
+
+    def evaluate(model: TrainedModel, step: int, seconds: float) -> None:
+        result = TrainResult(model=model, losses=np.zeros(0), steps=step, train_s=seconds, compile_s=0.0)
+        ctx = EvalContext(data=subset, result=result, trial=trial, plugins=plugins, seed=trial.seed)
+        values, _ = compute_metrics(ctx, [m for m in metrics if m.curve])
+        for key, value in values.items() | {"train_time_s": seconds}.items():
+            curves.setdefault(key, []).append((step, value))
+
+    result = training.fit(program, trial, evaluate=evaluate, progress=progress)
     ctx = EvalContext(data=data, result=result, trial=trial, plugins=plugins, seed=trial.seed)
-    metrics, errors = compute_metrics(ctx, [m for m, _ in plugins.items("metric")])
-    metrics.update({k: float(v) for k, v in result.extra_metrics.items()})
+    values, errors = compute_metrics(ctx, metrics)
+    for key in curves.keys() - {"train_time_s"}:
+        if key in values:
+            curves[key].append((result.steps, values[key]))
+    curves.setdefault("train_time_s", []).append((result.steps, result.train_time_s))
     files, report_errors = render_reports(ctx, [r for r, _ in plugins.items("report")])
-    files["loss_curve.png"] = loss_curve_png(result.losses, trial.run_name)
-    return Evaluated(result, ctx, metrics, files, errors | report_errors)
-
-
-def _check_losses(losses: np.ndarray, trial: Trial) -> None:
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise TrialFailure(f"{trial.run_name}: loss became {losses[bad[0]]} at step {bad[0]}")
+    return Evaluated(result, ctx, values, files, errors | report_errors, curves)
 
 
 def trial_tags(trial: Trial) -> dict[str, str]:
     return {
-        TAG_PREFIX + "objective": trial.objective,
-        TAG_PREFIX + "backend": trial.backend,
-        TAG_PREFIX + "dataset": trial.dataset_label or trial.dataset,
-        TAG_PREFIX + "dataset_family": trial.dataset,
-        TAG_PREFIX + "objective_spec": trial.objective_label or trial.objective,
-        TAG_PREFIX + "seed": str(trial.seed),
-        TAG_PREFIX + "config_hash": trial.config_hash,
-        TAG_PREFIX + "kind": "trial",
+        OBJECTIVE: trial.objective,
+        BACKEND: trial.backend,
+        DATASET: trial.dataset_label or trial.dataset,
+        DATASET_FAMILY: trial.dataset,
+        OBJECTIVE_SPEC: trial.objective_label or trial.objective,
+        SEED: str(trial.seed),
+        CONFIG_HASH: trial.config_hash,
+        KIND: KIND_TRIAL,
     }
 
 
@@ -220,7 +260,7 @@ class _Store:
 
     def end(self, run_id: str, run_status: str, /, **outcome: str) -> None:
         """Tag the outcome (``bench.status``, ``bench.error``, ...) and end the run with MLflow ``run_status``."""
-        self("ending the run", "log", run_id, tags={TAG_PREFIX + key: value for key, value in outcome.items()})
+        self("ending the run", "log", run_id, tags={PREFIX + key: value for key, value in outcome.items()})
         self("ending the run", "end", run_id, run_status)
 
 
@@ -241,7 +281,7 @@ def run_job(job: TrialJob, progress: Progress | None = None) -> TrialOutcome:
     trial, store = job.trial, _Store(job)
     tags = trial_tags(trial) | environment_tags()
     run_id = store("creating the run", "start_run", job.experiment_id, trial.run_name, tags, job.parent_run_id)
-    outcome = TrialOutcome(trial.run_name, trial.config_hash, "failed", run_id)
+    outcome = TrialOutcome(trial.run_name, trial.config_hash, FAILED, run_id)
     start = time.perf_counter()
     try:
         store("logging the params", "log", run_id, params=trial_params(trial))
@@ -252,41 +292,56 @@ def run_job(job: TrialJob, progress: Progress | None = None) -> TrialOutcome:
     except TrackingError:
         raise
     except SkipTrial as skip:
-        outcome.status, outcome.error = "skipped", str(skip)
-        store.end(run_id, "FINISHED", status="skipped", skip_reason=str(skip))
+        outcome.status, outcome.error = SKIPPED, str(skip)
+        store.end(run_id, "FINISHED", status=SKIPPED, skip_reason=str(skip))
         return outcome
     except KeyboardInterrupt:
-        outcome.status, outcome.error = "killed", "interrupted"
-        store.end(run_id, "KILLED", status="killed", error="interrupted")
+        outcome.status, outcome.error = KILLED, "interrupted"
+        store.end(run_id, "KILLED", status=KILLED, error="interrupted")
         raise
     except TrialTimeout:
         outcome.error = timeout_reason(job.timeout or 0)
-        store.end(run_id, "FAILED", status="failed", error=outcome.error)
+        store.end(run_id, "FAILED", status=FAILED, error=outcome.error)
         return outcome
     except Exception as error:  # noqa: BLE001 - every trial failure is recorded, the sweep goes on
         outcome.error = str(error) if isinstance(error, TrialFailure) else f"{type(error).__name__}: {error}"
         store("logging the traceback", "log_files", run_id, {"traceback.txt": traceback.format_exc()})
-        store.end(run_id, "FAILED", status="failed", error=outcome.error)
+        store.end(run_id, "FAILED", status=FAILED, error=outcome.error)
         return outcome
     evaluated.metrics["wall_s"] = time.perf_counter() - start
     with _interrupts_deferred():
         _log_evaluated(store, run_id, evaluated)
-    outcome.status, outcome.metrics = "finished", evaluated.metrics
+    outcome.status, outcome.metrics = FINISHED, evaluated.metrics
     return outcome
 
 
 def _log_evaluated(store: _Store, run_id: str, evaluated: Evaluated) -> None:
     result, ctx = evaluated.result, evaluated.ctx
-    tags = {TAG_PREFIX + "status": "finished", TAG_PREFIX + "device": result.device}
+    tags = {STATUS: FINISHED, DEVICE: result.device}
+    tags.update({PREFIX + k: v for k, v in result.tags.items()})
     if result.memory_source:
-        tags[TAG_PREFIX + "memory_source"] = result.memory_source
+        tags[MEMORY_SOURCE] = result.memory_source
     if ctx.sampler_used:
-        tags[TAG_PREFIX + "sampler"] = ctx.sampler_used
-    tags.update({f"{TAG_PREFIX}eval_error.{k}": v for k, v in evaluated.errors.items()})
-    tags.update({f"{TAG_PREFIX}note.{k}": v for k, v in ctx.notes.items()})
+        tags[SAMPLER] = ctx.sampler_used
+    tags[CURVES] = ",".join(sorted(evaluated.curves))
+    tags.update({f"{EVAL_ERROR}{k}": v for k, v in evaluated.errors.items()})
+    tags.update({f"{NOTE}{k}": v for k, v in ctx.notes.items()})
+    # Final values at the last step, so that MLflow's latest value of a curve metric is the final evaluation.
+    metrics = {k: v for k, v in evaluated.metrics.items() if k not in evaluated.curves}
     series = {"train_loss": result.losses}
-    store("logging the metrics", "log", run_id, metrics=evaluated.metrics, tags=tags, series=series)
+    store(
+        "logging the metrics",
+        "log",
+        run_id,
+        metrics=metrics,
+        tags=tags,
+        series=series,
+        points=evaluated.curves,
+        step=result.steps,
+    )
     store("logging the artifacts", "log_files", run_id, evaluated.files)
+    if evaluated.ctx.data is not None:
+        store("logging the dataset", "log_dataset", run_id, evaluated.ctx.data, evaluated.ctx.trial)
     store("ending the run", "end", run_id, "FINISHED")
 
 
@@ -300,16 +355,14 @@ def record_lost_trial(job: TrialJob, status: str, reason: str, create: bool = Tr
     """
     trial = job.trial
     store = _Store(job)
-    query = (
-        f"tags.`mlflow.parentRunId` = '{job.parent_run_id}' and tags.`{TAG_PREFIX}config_hash` = '{trial.config_hash}'"
-    )
+    query = f"tags.`mlflow.parentRunId` = '{job.parent_run_id}' and tags.`{CONFIG_HASH}` = '{trial.config_hash}'"
     runs = store("finding the run", "client.search_runs", [job.experiment_id], query)
     running = [run for run in runs if run.info.status == "RUNNING"]
     ended = [run for run in runs if run.info.status != "RUNNING"]
     if ended and not running:
         run = ended[0]
-        state = run.data.tags.get(TAG_PREFIX + "status", run.info.status.lower())
-        error = run.data.tags.get(TAG_PREFIX + "error") or run.data.tags.get(TAG_PREFIX + "skip_reason")
+        state = run.data.tags.get(STATUS, run.info.status.lower())
+        error = run.data.tags.get(ERROR) or run.data.tags.get(SKIP_REASON)
         return TrialOutcome(trial.run_name, trial.config_hash, state, run.info.run_id, dict(run.data.metrics), error)
     outcome = TrialOutcome(trial.run_name, trial.config_hash, status, None, error=reason)
     if running:
@@ -324,23 +377,6 @@ def record_lost_trial(job: TrialJob, status: str, reason: str, create: bool = Tr
         return outcome
     store.end(outcome.run_id, status.upper(), status=status, error=reason)
     return outcome
-
-
-def loss_curve_png(losses: np.ndarray, title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.plot(np.arange(len(losses)), losses, lw=0.8)
-    ax.set(xlabel="step", ylabel="training loss", title=title)
-    ax.title.set_fontsize(8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def metric_directions(plugin_modules: tuple[str, ...] = ()) -> Mapping[str, str]:

@@ -66,6 +66,9 @@ class Objective:
     noise_conditional: bool = False
     biased: bool = False
     reference: str = ""
+    perf_reference: Mapping[str, Any] = field(default_factory=dict)
+    """Parameters of a reference variant that ``bench perf`` times beside the default (exact score matching:
+    ``{"method": "loop"}``, the loop of d autograd calls that users write first)."""
 
     def loss_for(self, backend: str) -> Callable[..., Any]:
         if backend not in self.losses:
@@ -78,17 +81,29 @@ class Objective:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a backend hands back after training; numbers cross the boundary as numpy/float."""
+    """What training measured, as the core's loop timed it (:mod:`benchbench.training`); numpy and floats.
+
+    ``compile_s`` is the first step, ``warmup_s`` the ``warmup_steps`` after it, ``train_s`` the ``timed_steps``
+    after those; ``steps`` counts them all. ``tags`` are the program's (e.g. its thread count).
+    """
 
     model: TrainedModel
     losses: np.ndarray
     steps: int
     train_s: float
     compile_s: float
+    warmup_s: float = 0.0
+    warmup_steps: int = 0
+    timed_steps: int = 0
     peak_memory_mb: float | None = None
     memory_source: str = ""
     device: str = "cpu"
-    extra_metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def train_time_s(self) -> float:
+        """Training seconds: warm-up and timed steps (what a time budget counts; the curves' time axis)."""
+        return self.warmup_s + self.train_s
 
 
 class TrainedModel(Protocol):
@@ -105,28 +120,19 @@ class TrainedModel(Protocol):
         """Scores (n, d) and the exact trace of their Jacobian (n,), chunked to bound memory."""
 
 
-class TrainFn(Protocol):
-    def __call__(
-        self,
-        trial: Any,
-        data: Data,
-        objective: Objective,
-        hparams: Mapping[str, Any],
-        progress: Callable[[int], None],
-    ) -> TrainResult: ...
-
-
 @dataclass(frozen=True)
 class Backend:
-    """A numerical framework on a device. ``train`` is a :class:`TrainFn` reference.
+    """A numerical framework on a device.
 
-    ``requires`` lists the modules it needs; a backend whose modules are missing is listed as
-    unavailable and never chosen by default.
+    ``program`` names a callable ``(trial, data, objective, hparams) -> TrainingProgram`` (usually the class):
+    the model, optimiser and data of one trial, which the core's loop runs and times
+    (:class:`benchbench.training.TrainingProgram` is the contract). ``requires`` lists the modules it needs; a
+    backend whose modules are missing is listed as unavailable and never chosen by default.
     """
 
     name: str
     description: str
-    train: Ref
+    program: Ref
     requires: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
@@ -195,6 +201,7 @@ class Metric:
 
     ``compute(ctx: EvalContext)`` returns a float, a mapping of extra named values (logged as
     ``name`` for the ``"value"`` key and ``name.key`` for the others), or None when it does not apply.
+    ``curve`` metrics are also computed during training (see the field).
     It runs only on datasets whose :attr:`Data.tags` include every tag in ``requires``.
     """
 
@@ -204,6 +211,12 @@ class Metric:
     compute: Ref
     requires: tuple[str, ...] = ()
     needs_samples: bool = False
+    headline: bool = False
+    """Shown by default: a column of ``bench table`` and of the table ``bench run`` prints, and the value printed
+    beside each finished trial."""
+    curve: bool = False
+    """Also computed at the checkpoints of training, on a fixed subset of the test split (a convergence curve);
+    for cheap score metrics only: it runs several times per trial."""
 
     def applies_to(self, data: Data) -> bool:
         return set(self.requires) <= data.tags
@@ -239,15 +252,30 @@ class Sampler:
 
 @dataclass(frozen=True)
 class Executor:
-    """Where trials run. ``execute(jobs, options) -> Iterator[TrialOutcome]`` calls
-    :func:`benchbench.runner.run_job` on each job (picklable) in-process, in a pool or on a cluster,
-    and yields outcomes as trials finish."""
+    """Where trials run: scheduling only; what a trial does is :func:`benchbench.run_job`'s.
+
+    ``execute(jobs, options) -> Iterator[TrialOutcome]`` must:
+
+    - call ``benchbench.run_job(job, progress)`` on each job (a picklable :class:`benchbench.TrialJob`) in-process, in
+      a pool or on a cluster, and yield each :class:`benchbench.TrialOutcome` as its trial ends, in any order;
+    - report training progress through ``options["step_progress"](job, steps_done)`` when it can (the sweep draws a
+      bar per running trial from it); it may never call it;
+    - for a trial whose worker is gone (it died, was killed, or overran ``job.timeout`` and was stopped), yield
+      ``benchbench.record_lost_trial(job, status, reason)``, which ends the trial's run in the store with the
+      reason (``benchbench.timeout_reason(job.timeout)`` for a timeout), so no run is left RUNNING;
+    - stop its running trials when the generator is closed (Ctrl-C, SIGTERM), in a ``finally``.
+
+    ``options`` are the executor's declared ``params``, resolved, plus ``step_progress``.
+    """
 
     name: str
     description: str
     execute: Ref
     params: tuple[Param, ...] = ()
     requires: tuple[str, ...] = ()
+    concurrent: bool = True
+    """Trials may write to the tracking store at the same time (unless ``workers`` is 1): a sqlite store then
+    gets a private server in front of it for the sweep."""
 
     def unavailable_reason(self) -> str | None:
         missing = missing_modules(self.requires)

@@ -3,8 +3,8 @@
 Resume: a trial is identified by its config hash (tag ``bench.config_hash``). A sweep run again in the same
 experiment reuses every trial that already has a FINISHED run there (status finished or skipped), re-runs
 those that failed, were killed or were left running, and records the reused run ids on its own parent run
-(tags ``bench.reused_runs.0``, ``.1``, ...; see :func:`reused_run_ids`), so that the new sweep's table shows
-the whole matrix, each trial exactly once.
+(tags ``bench.reused_runs.0``, ``.1``, ...; see :func:`benchbench.tags.reused_run_ids`), so that the new sweep's
+table shows the whole matrix, each trial exactly once.
 """
 
 from __future__ import annotations
@@ -26,12 +26,27 @@ from benchbench.params import parse_spec, resolve
 from benchbench.plugins import Plugins
 from benchbench.runner import TrialJob, TrialOutcome
 from benchbench.specs import Executor, resolve_ref
-from benchbench.tracking import TAG_PREFIX, Tracker, environment_tags
+from benchbench.tags import (
+    COMPARISON_ERROR,
+    CONFIG_HASH,
+    DONE,
+    ERROR,
+    EXECUTOR,
+    FAILED,
+    FINISHED,
+    KILLED,
+    KIND,
+    KIND_SWEEP,
+    KIND_TRIAL,
+    SKIPPED,
+    STATUS,
+    STATUSES,
+    SUMMARY,
+    reused_tags,
+)
+from benchbench.tracking import Tracker, environment_tags
 from benchbench.trial import Trial
 
-DONE = ("finished", "skipped")
-REUSED_TAG = TAG_PREFIX + "reused_runs."
-_IDS_PER_TAG = 150  # 150 run ids of 32 hex digits and a space: under the 5000 characters the tracker keeps per tag
 # How the MLflow client of the driver and of every trial talks to a tracking server; a value the user has set
 # wins. It retries a failed request with exponential backoff: by default 7 retries, ~4 minutes per request.
 # Bounded, a lost server stops the sweep after ~30 s (sleeps 0, 2, 4, 8, 16 s), long enough to ride out a
@@ -56,7 +71,7 @@ class SweepReport:
 
     def summary_line(self, total: int) -> str:
         parts = [f"{len(self.reused)} already done"] if self.reused else []
-        parts += [f"{self.count(s)} {s}" for s in ("finished", "skipped", "failed", "killed") if self.count(s)]
+        parts += [f"{self.count(s)} {s}" for s in STATUSES if self.count(s)]
         missing = total - len(self.outcomes) - len(self.reused)
         if missing:
             parts.append(f"{missing} not run")
@@ -104,38 +119,20 @@ def previous_runs(tracker: Tracker, experiment_id: str) -> Iterator[PreviousRun]
     token = None
     while True:
         page = tracker.client.search_runs(
-            [experiment_id], f"tags.`{TAG_PREFIX}kind` = 'trial'", max_results=5000, page_token=token
+            [experiment_id], f"tags.`{KIND}` = '{KIND_TRIAL}'", max_results=5000, page_token=token
         )
         for run in page:
             tags = run.data.tags
             yield PreviousRun(
-                tags.get(TAG_PREFIX + "config_hash", ""),
+                tags.get(CONFIG_HASH, ""),
                 run.info.run_id,
                 run.info.status,
-                tags.get(TAG_PREFIX + "status", ""),
+                tags.get(STATUS, ""),
                 run.info.start_time or 0,
             )
         token = page.token
         if not token:
             return
-
-
-def reused_tags(run_ids: Sequence[str]) -> dict[str, str]:
-    """The parent-run tags that list the runs a resumed sweep reused, in chunks that fit a tag."""
-    return {
-        f"{REUSED_TAG}{i // _IDS_PER_TAG}": " ".join(run_ids[i : i + _IDS_PER_TAG])
-        for i in range(0, len(run_ids), _IDS_PER_TAG)
-    }
-
-
-def reused_run_ids(parent_tags: Mapping[str, Any]) -> set[str]:
-    """The run ids a sweep reused, read back from its parent run's tags (an MLflow tag dict, or a row of
-    ``mlflow.search_runs`` whose columns are ``tags.<name>``): a sweep's trials are its children and these."""
-    ids: set[str] = set()
-    for key, value in parent_tags.items():
-        if key.removeprefix("tags.").startswith(REUSED_TAG) and isinstance(value, str):
-            ids.update(value.split())
-    return ids
 
 
 def resolve_executor(plugins: Plugins, spec: str, given: Mapping[str, Any]) -> tuple[Executor, dict[str, Any]]:
@@ -157,7 +154,7 @@ def resolve_executor(plugins: Plugins, spec: str, given: Mapping[str, Any]) -> t
 def runs_concurrently(executor: Executor, options: Mapping[str, Any]) -> bool:
     """Whether trials write to the store at the same time: every executor but the in-process one, unless it is
     limited to one worker. sqlite then needs a server in front."""
-    return executor.name != "local" and options.get("workers") != 1
+    return executor.concurrent and options.get("workers") != 1
 
 
 def run_sweep(
@@ -210,18 +207,20 @@ def run_sweep(
         ]
         try:
             if jobs:
-                _execute(execute, jobs, dict(options), report, console)
+                headline = [m.name for m, _ in plugins.items("metric") if m.headline]
+                _execute(execute, jobs, dict(options), report, console, headline)
         except KeyboardInterrupt:
             report.outcomes = _stored_outcomes(tracker, experiment_id, parent)
             _end_parent(tracker, parent, report, len(trials), "KILLED", " (interrupted)")
             raise SweepInterrupted(report, len(trials)) from None
         except TrackingError as error:
             note = server.exit_note() if server else ""
-            done = report.count("finished") + report.count("skipped") + len(reused)
+            done = report.count(FINISHED) + report.count(SKIPPED) + len(reused)
             raise TrackingError(
                 f"{error}{note}; the sweep stopped. {done} of {len(trials)} trials are finished in the store; "
                 "run the same command again to run the rest"
             ) from None
+        _log_comparison(tracker, experiment, parent, plugins, console)
         _end_parent(tracker, parent, report, len(trials), "FINISHED")
     return report
 
@@ -234,14 +233,16 @@ def _start_parent(
     sweep_params: Mapping[str, Any],
     reused: Mapping[str, str],
 ) -> str:
-    tags = {TAG_PREFIX + "kind": "sweep", TAG_PREFIX + "executor": executor} | environment_tags()
+    tags = {KIND: KIND_SWEEP, EXECUTOR: executor} | environment_tags()
     parent = tracker.start_run(experiment_id, f"sweep-{total}-trials", tags)
     params = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in sweep_params.items()}
     tracker.log(parent, params=params, tags=reused_tags(sorted(reused.values())))
     return parent
 
 
-def _execute(execute: Any, jobs: list[TrialJob], options: dict, report: SweepReport, console: Console) -> None:
+def _execute(
+    execute: Any, jobs: list[TrialJob], options: dict, report: SweepReport, console: Console, headline: Sequence[str]
+) -> None:
     """Drive the executor: a bar over trials, one over steps per running trial, a line per finished trial."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -251,6 +252,7 @@ def _execute(execute: Any, jobs: list[TrialJob], options: dict, report: SweepRep
         def on_steps(job: TrialJob, done: int) -> None:
             name = job.trial.run_name
             if name not in step_bars:
+                # under --time-budget without --steps the total is unknown: the bar shows progress without an end
                 step_bars[name] = progress.add_task(f"steps of {name}", total=job.trial.settings.steps)
             progress.update(step_bars[name], completed=done)
 
@@ -261,7 +263,7 @@ def _execute(execute: Any, jobs: list[TrialJob], options: dict, report: SweepRep
                 progress.advance(trial_bar)
                 if outcome.run_name in step_bars:
                     progress.remove_task(step_bars.pop(outcome.run_name))
-                console.print(_outcome_line(outcome), highlight=False)
+                console.print(_outcome_line(outcome, headline), highlight=False)
         finally:
             outcomes.close()  # an executor stops its running trials in its own `finally`
 
@@ -273,20 +275,33 @@ def _stored_outcomes(tracker: Tracker, experiment_id: str, parent: str) -> list[
     return [
         TrialOutcome(
             run.info.run_name,
-            run.data.tags.get(TAG_PREFIX + "config_hash", ""),
-            run.data.tags.get(TAG_PREFIX + "status", run.info.status.lower()),
+            run.data.tags.get(CONFIG_HASH, ""),
+            run.data.tags.get(STATUS, run.info.status.lower()),
             run.info.run_id,
             dict(run.data.metrics),
-            run.data.tags.get(TAG_PREFIX + "error"),
+            run.data.tags.get(ERROR),
         )
         for run in runs
         if run.info.status != "RUNNING"
     ]
 
 
+def _log_comparison(tracker: Tracker, experiment: str, parent: str, plugins: Plugins, console: Console) -> None:
+    """The sweep's table and plots as artifacts of its parent run. Not fatal: every trial is already stored, and
+    ``bench table`` regenerates them; a failure is a tag on the parent run and one line."""
+    from benchbench.comparison import comparison_files
+
+    try:
+        tracker.log_files(parent, comparison_files(tracker.uri, experiment, parent, plugins))
+    except Exception as error:  # noqa: BLE001 - the comparison is derived; losing it must not lose the sweep
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        tracker.log(parent, tags={COMPARISON_ERROR: reason})
+        console.print(f"the sweep's comparison could not be attached to its run: {reason}", highlight=False)
+
+
 def _end_parent(tracker: Tracker, parent: str, report: SweepReport, total: int, status: str, note: str = "") -> None:
-    counts = {f"n_{s}": report.count(s) for s in ("finished", "skipped", "failed")} | {"n_reused": len(report.reused)}
-    tracker.log(parent, tags={TAG_PREFIX + "summary": report.summary_line(total) + note}, metrics=counts)
+    counts = {f"n_{s}": report.count(s) for s in (FINISHED, SKIPPED, FAILED)} | {"n_reused": len(report.reused)}
+    tracker.log(parent, tags={SUMMARY: report.summary_line(total) + note}, metrics=counts)
     tracker.end(parent, status)
 
 
@@ -326,9 +341,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _outcome_line(outcome: TrialOutcome) -> str:
-    mark = {"finished": "ok  ", "skipped": "skip", "failed": "FAIL", "killed": "kill"}[outcome.status]
-    detail = outcome.error or ", ".join(
-        f"{k}={outcome.metrics[k]:.4g}" for k in ("fisher_divergence", "train_step_ms") if k in outcome.metrics
-    )
+def _outcome_line(outcome: TrialOutcome, headline: Sequence[str]) -> str:
+    mark = {FINISHED: "ok  ", SKIPPED: "skip", FAILED: "FAIL", KILLED: "kill"}[outcome.status]
+    detail = outcome.error or ", ".join(f"{k}={outcome.metrics[k]:.4g}" for k in headline if k in outcome.metrics)
     return f"{mark} {outcome.run_name}  {detail}"

@@ -22,19 +22,34 @@ import pandas as pd
 
 from benchbench.errors import UsageError
 from benchbench.params import format_spec, parse_spec
-from benchbench.tracking import TAG_PREFIX
+from benchbench.plugins import Plugins
+from benchbench.tags import (
+    BACKEND,
+    CONFIG_HASH,
+    DATASET,
+    DATASET_FAMILY,
+    ERROR,
+    FAILED,
+    FINISHED,
+    KILLED,
+    KIND,
+    KIND_SWEEP,
+    KIND_TRIAL,
+    OBJECTIVE,
+    OBJECTIVE_SPEC,
+    PREFIX,
+    SKIP_REASON,
+    SKIPPED,
+    STATUS,
+    column,
+    reused_run_ids,
+)
 
-# sm_objective compares objectives on data with no known score; train_step_ms (not also its inverse
-# train_steps_per_s) so that speed counts once in the rank. Not peak_memory_mb: on CPU it is the process's
-# lifetime peak RSS, so with in-process trials it grows with trial order (561 -> 1387 MB over the 20 trials of
-# the quick suite, measured); ask for it with --metric.
-DEFAULT_METRICS = ("fisher_divergence", "sm_objective", "mmd", "train_step_ms")
 KEYS = ("dataset", "objective", "backend")
 RANK_RULE = (
     "rank: the row's rank within its dataset (1 = best, ties share the better rank) for each shown metric "
     "with a declared direction, averaged over the metrics the row has"
 )
-_T = "tags." + TAG_PREFIX
 ENVIRONMENT_TAGS = (
     "cpu",
     "cpu_count",
@@ -49,7 +64,7 @@ ENVIRONMENT_TAGS = (
     "git_commit",
 )
 _ARROWS = {"lower": "↓", "higher": "↑"}
-_MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
+_MLFLOW_STATUS = {"FINISHED": FINISHED, "FAILED": FAILED, "KILLED": KILLED}
 
 
 def load_runs(tracking_uri: str, experiment: str, sweep: str | None = "latest") -> pd.DataFrame:
@@ -57,12 +72,10 @@ def load_runs(tracking_uri: str, experiment: str, sweep: str | None = "latest") 
 
     ``sweep`` is a parent run id, ``"latest"`` (the sweep started last) or None (every trial of the experiment).
     A sweep's trials are its child runs plus the finished runs of earlier sweeps it reused when resuming (its
-    ``bench.reused_runs.*`` tags, read by :func:`benchbench.sweep.reused_run_ids`). When the same config hash
+    ``bench.reused_runs.*`` tags, read by :func:`benchbench.tags.reused_run_ids`). When the same config hash
     ran more than once (``--all``, or a rerun), the finished run started last stands for it.
     """
     import mlflow
-
-    from benchbench.sweep import reused_run_ids
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
@@ -73,10 +86,10 @@ def load_runs(tracking_uri: str, experiment: str, sweep: str | None = "latest") 
         runs = mlflow.search_runs([found.experiment_id], output_format="pandas", max_results=50000)
     finally:
         mlflow.set_tracking_uri(previous)
-    if runs.empty or f"{_T}kind" not in runs:
+    if runs.empty or column(KIND) not in runs:
         return runs.iloc[0:0]
-    sweeps = runs[runs[f"{_T}kind"] == "sweep"].sort_values("start_time")
-    trials = runs[runs[f"{_T}kind"] == "trial"]
+    sweeps = runs[runs[column(KIND)] == KIND_SWEEP].sort_values("start_time")
+    trials = runs[runs[column(KIND)] == KIND_TRIAL]
     if sweep == "latest":
         sweep = sweeps["run_id"].iloc[-1] if len(sweeps) else None
     if sweep is not None:
@@ -92,19 +105,19 @@ def trial_status(runs: pd.DataFrame) -> pd.Series:
     """``bench.status`` (finished, failed, skipped, killed); for a run without it (a worker that died before
     logging it), MLflow's own run status, so such a run shows as running or failed rather than vanishing."""
     fallback = runs["status"].map(_MLFLOW_STATUS).fillna("running") if "status" in runs else "running"
-    if f"{_T}status" not in runs:
+    if column(STATUS) not in runs:
         return pd.Series(fallback, index=runs.index)
-    return runs[f"{_T}status"].fillna(fallback)
+    return runs[column(STATUS)].fillna(fallback)
 
 
 def latest_per_config(trials: pd.DataFrame) -> pd.DataFrame:
     """One run per ``bench.config_hash``: a finished one if any, the one started last among equals."""
-    if trials.empty or f"{_T}config_hash" not in trials:
+    if trials.empty or column(CONFIG_HASH) not in trials:
         return trials
-    finished = (trial_status(trials) == "finished").astype(int)
+    finished = (trial_status(trials) == FINISHED).astype(int)
     order = trials.assign(_finished=finished).sort_values(["_finished", "start_time"])
-    keyed = order[f"{_T}config_hash"].notna()
-    kept = pd.concat([order[keyed].drop_duplicates(f"{_T}config_hash", keep="last"), order[~keyed]])
+    keyed = order[column(CONFIG_HASH)].notna()
+    kept = pd.concat([order[keyed].drop_duplicates(column(CONFIG_HASH), keep="last"), order[~keyed]])
     return kept.drop(columns="_finished").sort_index()
 
 
@@ -114,15 +127,15 @@ def select(
     """Keep the runs matching every given filter. A name matches a whole family (``gaussian``, ``denoising``) or
     one labelled choice (``gaussian:dim=16,cond=10``, its keys in any order, as ``bench run`` takes it)."""
     keep = pd.Series(True, index=runs.index)
-    for wanted, columns in (
-        (objectives, ("objective", "objective_spec")),
-        (backends, ("backend",)),
-        (datasets, ("dataset_family", "dataset")),
+    for wanted, tags in (
+        (objectives, (OBJECTIVE, OBJECTIVE_SPEC)),
+        (backends, (BACKEND,)),
+        (datasets, (DATASET_FAMILY, DATASET)),
     ):
         if wanted:
             labels = {format_spec(*parse_spec(text)) for text in wanted}
-            present = [runs[_T + c] for c in columns if _T + c in runs]
-            keep &= np.logical_or.reduce([column.isin(labels) for column in present]) if present else False
+            present = [runs[column(tag)] for tag in tags if column(tag) in runs]
+            keep &= np.logical_or.reduce([values.isin(labels) for values in present]) if present else False
     return runs[keep]
 
 
@@ -132,15 +145,15 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str], directions: Mapping[st
     if runs.empty:
         return pd.DataFrame(columns=[*KEYS, "n", "status", "rank"])
     keyed = runs.assign(
-        dataset=runs[f"{_T}dataset"], objective=runs[f"{_T}objective_spec"], backend=runs[f"{_T}backend"]
+        dataset=runs[column(DATASET)], objective=runs[column(OBJECTIVE_SPEC)], backend=runs[column(BACKEND)]
     )
     for key, group in keyed.groupby(list(KEYS), sort=True):
         status = trial_status(group)
-        finished = group[status == "finished"]
+        finished = group[status == FINISHED]
         row = dict(zip(KEYS, key), n=len(finished), status=_status_text(group, status))
         for metric in metrics:
-            column = f"metrics.{metric}"
-            values = finished[column].dropna().to_numpy(float) if column in finished else np.array([])
+            key = f"metrics.{metric}"
+            values = finished[key].dropna().to_numpy(float) if key in finished else np.array([])
             row[f"{metric}.mean"] = values.mean() if values.size else np.nan
             row[f"{metric}.std"] = values.std(ddof=1) if values.size > 1 else (0.0 if values.size else np.nan)
             row[f"{metric}.n"] = values.size
@@ -153,14 +166,14 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str], directions: Mapping[st
 def _status_text(group: pd.DataFrame, status: pd.Series) -> str:
     """``ok``, or each unfinished status with its count and the first reason its runs recorded."""
     parts = []
-    for name, reason_tag in (("skipped", "skip_reason"), ("failed", "error"), ("killed", "error"), ("running", "")):
+    for name, reason_tag in ((SKIPPED, SKIP_REASON), (FAILED, ERROR), (KILLED, ERROR), ("running", "")):
         chosen = group[status == name]
         if chosen.empty:
             continue
-        column = _T + reason_tag
-        reasons = chosen[column].dropna() if reason_tag and column in chosen else ()
+        key = column(reason_tag) if reason_tag else ""
+        reasons = chosen[key].dropna() if key in chosen else ()
         reason = " ".join(str(reasons.iloc[0]).split()) if len(reasons) else ""  # one line, whatever was raised
-        if name == "skipped" and reason:
+        if name == SKIPPED and reason:
             parts.append(f"skipped: {reason}")
         else:
             parts.append(f"{len(chosen)} {name}" + (f" ({reason[:80]})" if reason else ""))
@@ -196,9 +209,9 @@ def environment(runs: pd.DataFrame) -> dict[str, list[str]]:
     """The hardware and versions the runs recorded (``bench.cpu``, ``bench.torch_version``, ...): distinct values."""
     found = {}
     for name in ENVIRONMENT_TAGS:
-        column = _T + name
-        if column in runs:
-            values = sorted({str(v) for v in runs[column].dropna()})
+        key = column(PREFIX + name)
+        if key in runs:
+            values = sorted({str(v) for v in runs[key].dropna()})
             if values:
                 found[name] = values
     return found
@@ -377,6 +390,38 @@ def render(table: Table, fmt: str) -> str:
     if fmt not in RENDERERS:
         raise UsageError(f"unknown table format {fmt!r}; valid: {', '.join(RENDERERS)}")
     return RENDERERS[fmt](table)
+
+
+def build_table(
+    uri: str,
+    experiment: str,
+    sweep: str | None,
+    plugins: Plugins,
+    metrics: Sequence[str] = (),
+    objectives: Sequence[str] = (),
+    backends: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+):
+    """The selected trial runs and their :class:`benchbench.table.Table`; bad names and empty selections raise."""
+    from benchbench.params import unknown_name
+    from benchbench.runner import metric_directions
+
+    directions = metric_directions(plugins.extra_modules)
+    runs = load_runs(uri, experiment, sweep)
+    logged = {column.removeprefix("metrics.") for column in runs.columns if column.startswith("metrics.")}
+    for metric in metrics:
+        if metric not in directions and metric not in logged:
+            raise unknown_name("metric", metric, set(directions) | logged)
+    chosen = select(runs, objectives, backends, datasets)
+    if chosen.empty:
+        where = {"latest": "the latest sweep", None: "any sweep"}.get(sweep, f"sweep {sweep}")
+        given = (("objective", objectives), ("backend", backends), ("dataset", datasets))
+        filters = ", ".join(f"--{name} {' '.join(values)}" for name, values in given if values)
+        raise UsageError(
+            f"no trial runs in {where} of experiment {experiment!r} ({uri})" + (f" match {filters}" if filters else "")
+        )
+    headline = [m.name for m, _ in plugins.items("metric") if m.headline]
+    return chosen, Table.from_runs(chosen, list(metrics or headline), directions)
 
 
 def slug(label: str) -> str:

@@ -19,12 +19,12 @@ from typing import Any
 
 from benchbench import __version__
 from benchbench.errors import TrackingError
+from benchbench.tags import PREFIX
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_STEP_POINTS = 200
 # log_batch limits of the MLflow REST API
 _BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
-TAG_PREFIX = "bench."
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -87,16 +87,20 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         series: Mapping[str, Iterable[float]] | None = None,
+        points: Mapping[str, Iterable[tuple[int, float]]] | None = None,
+        step: int = 0,
     ) -> None:
         """Everything in as few ``log_batch`` calls as the API limits allow.
 
-        ``series`` are step metrics (e.g. the training loss), subsampled to at most
-        :data:`MAX_STEP_POINTS` points with their original step numbers.
+        ``metrics`` are logged at ``step``; ``series`` are step metrics with one value per step (e.g. the training
+        loss), subsampled to at most :data:`MAX_STEP_POINTS` points with their original step numbers; ``points``
+        are step metrics given as ``(step, value)`` pairs (convergence curves).
         """
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        metric_list = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        metric_list = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+        metric_list += [Metric(k, float(v), now, s) for k, pairs in (points or {}).items() for s, v in pairs]
         for key, values in (series or {}).items():
             values = list(values)
             stride = max(1, -(-len(values) // MAX_STEP_POINTS))
@@ -124,6 +128,28 @@ class Tracker:
                 path = Path(folder) / name
                 path.write_bytes(content if isinstance(content, bytes) else content.encode())
                 self.client.log_artifact(run_id, str(path))
+
+    def log_dataset(self, run_id: str, data: Any, trial: Any) -> None:
+        """The trial's training data as an MLflow dataset input (name, digest, source), for the UI's Datasets
+        column and filter. The digest is of the training array's bytes, so two trials share it exactly when
+        they trained on the same numbers."""
+        import hashlib
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        digest = hashlib.sha256(data.train.tobytes()).hexdigest()[:16]
+        source = {"dataset": trial.dataset_label or trial.dataset, "params": dict(trial.dataset_params)}
+        source["split_seed"] = trial.seed
+        profile = {"train_rows": len(data.train), "test_rows": len(data.test), "shape": list(data.shape)}
+        dataset = Dataset(
+            name=trial.dataset_label or trial.dataset,
+            digest=digest,
+            source_type="benchbench",
+            source=json.dumps(source, default=str),
+            profile=json.dumps(profile),
+        )
+        context = InputTag(key="mlflow.data.context", value="train")
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=[context])])
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
@@ -153,7 +179,7 @@ def environment_tags() -> dict[str, str]:
     commit = _git_commit()
     if commit:
         tags["git_commit"] = commit
-    return {TAG_PREFIX + k: v for k, v in tags.items()}
+    return {PREFIX + k: v for k, v in tags.items()}
 
 
 def _cpu_model() -> str:

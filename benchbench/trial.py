@@ -23,7 +23,14 @@ ACTIVATIONS = ("softplus", "tanh", "elu", "swish", "relu")
 class Settings:
     """Everything about a trial that is not the objective, backend, dataset or seed."""
 
-    steps: int = 1000
+    steps: int | None = 1000
+    """Training steps; with a ``time_budget``, the most steps (None: as many as the budget allows)."""
+    time_budget: float | None = None
+    """Seconds of training (warm-up and timed steps, see benchbench.training) after which a trial stops."""
+    eval_every: int | None = None
+    """Checkpoint evaluations every this many steps; None: the geometric default schedule."""
+    threads: int | None = None
+    """Intra-op threads of the backend; None: the backend's default (chosen by measurement, recorded as a tag)."""
     batch_size: int = 128
     lr: float = 1e-3
     device: str = "auto"
@@ -46,11 +53,16 @@ class Settings:
         ):
             if value not in valid:
                 raise UsageError(f"--{name} {value!r} is not valid; valid: {', '.join(valid)}")
-        for name in ("steps", "batch_size", "width", "depth", "n_samples"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+        for name in ("steps", "batch_size", "width", "depth", "n_samples", "eval_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.steps is None and self.time_budget is None:
+            raise UsageError("give --steps or --time-budget: a trial needs a way to stop")
+        if self.time_budget is not None and not 0 < self.time_budget < float("inf"):
+            raise UsageError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
+        if not 0 < self.lr < float("inf"):
+            raise UsageError(f"--lr must be a positive finite number, got {self.lr}")
 
 
 @dataclass(frozen=True)

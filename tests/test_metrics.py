@@ -341,7 +341,7 @@ def test_image_grid_report_shows_samples_beside_test_images(digits):
     files, errors = render_reports(
         context(digits, None, digits.train[:64]), [r for r, _ in get_plugins().items("report")]
     )
-    assert errors == {} and set(files) == {"samples_grid.png"}
+    assert errors == {} and set(files) == {"samples_grid.png", "loss_curve.png"}
     assert _decode(files["samples_grid.png"]).shape[1] > 600
     mosaic = pictures.tile(digits.test[:10], (8, 8, 1), 0.0, 1.0, columns=4)
     assert mosaic.shape == (3 * 9 - 1, 4 * 9 - 1)

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from benchbench.cli import cli
-from benchbench.sweep import PreviousRun, plan_resume, reused_run_ids, reused_tags
+from benchbench.sweep import PreviousRun, plan_resume
+from benchbench.tags import reused_run_ids, reused_tags
 from benchbench.trial import Settings, Trial
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -14,13 +14,15 @@ import torch
 from benchbench_torch import autodiff, backend
 from click.testing import CliRunner
 
+from benchbench.commands.perf import perf_command
 from benchbench.errors import SkipTrial, TrialFailure, UsageError
 from benchbench.noise import sigma_ladder
 from benchbench.params import resolve
-from benchbench.perf import jobs_for, measure, perf_command
+from benchbench.perf import jobs_for, measure
 from benchbench.plugins import get_plugins
 from benchbench.runner import run_trial
 from benchbench.specs import Data, Objective
+from benchbench.training import fit
 from benchbench.trial import Settings, Trial
 
 F64 = torch.float64
@@ -39,7 +41,7 @@ def train(name: str, data: Data | None = None, params: dict | None = None, seed:
     obj = objective(name)
     hparams = resolve(name, obj.params, params or {})
     trial = Trial(name, hparams, "torch", "normal", {}, seed, Settings(**({"steps": 5, "width": 16} | settings)))
-    return backend.train(trial, data or normal_data(), obj, hparams, lambda done: None)
+    return fit(backend.TorchProgram(trial, data or normal_data(), obj, hparams), trial)
 
 
 # -- the train loop --------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ def test_a_loss_returning_the_wrong_thing_fails_the_trial_naming_it(returned, me
     broken = Objective("broken", "returns the wrong thing", {"torch": lambda score_fn, x, rng: returned(x)})
     trial = Trial("broken", {}, "torch", "normal", {}, 0, Settings(steps=3, width=8))
     with pytest.raises(TrialFailure, match=message):
-        backend.train(trial, normal_data(), broken, {}, lambda done: None)
+        fit(backend.TorchProgram(trial, normal_data(), broken, {}), trial)
 
 
 def test_a_non_finite_loss_fails_the_trial_with_its_step():
@@ -86,7 +88,7 @@ def test_a_non_finite_loss_fails_the_trial_with_its_step():
 
     trial = Trial("nan", {}, "torch", "normal", {}, 0, Settings(steps=60, width=8))
     with pytest.raises(TrialFailure, match=r"loss became nan at step 10"):
-        backend.train(trial, normal_data(), Objective("nan", "", {"torch": explodes}), {}, lambda done: None)
+        fit(backend.TorchProgram(trial, normal_data(), Objective("nan", "", {"torch": explodes}), {}), trial)
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(monkeypatch):
@@ -102,7 +104,7 @@ def test_a_noise_conditional_objective_must_declare_its_ladder():
     )
     trial = Trial("ladderless", {}, "torch", "normal", {}, 0, Settings(steps=2, width=8))
     with pytest.raises(TrialFailure, match="does not declare sigma_min, sigma_max, n_sigmas"):
-        backend.train(trial, normal_data(), bare, {}, lambda done: None)
+        fit(backend.TorchProgram(trial, normal_data(), bare, {}), trial)
 
 
 # -- the trained model -----------------------------------------------------------------------------
@@ -234,7 +236,7 @@ def perf_records(*args: str) -> list[dict]:
 
 def test_perf_times_each_objective_beside_the_exact_loop_through_the_backend():
     records = perf_records(
-        "-o", "exact", "-o", "denoising:sigma=0.5", "--dim", "3", "--repeats", "2", "--steps", "2", "--in-process"
+        "-o", "exact", "-o", "denoising:sigma=0.5", "--dim", "3", "--repeats", "2", "--steps", "4", "--in-process"
     )
     assert [(r["objective"], r["variant"]) for r in records] == [
         ("exact", "default"),
@@ -249,7 +251,7 @@ def test_perf_times_each_objective_beside_the_exact_loop_through_the_backend():
 
 def test_perf_measures_in_a_fresh_process_by_default():
     """The worker path: a fresh Python process measures the row and hands back its record as JSON."""
-    (record,) = perf_records("-o", "denoising", "--dim", "2", "--repeats", "1", "--steps", "1", "--isolate")
+    (record,) = perf_records("-o", "denoising", "--dim", "2", "--repeats", "1", "--steps", "4", "--isolate")
     assert record["error"] is None and record["ms_median"] > 0 and "ru_maxrss" in record["memory_source"]
 
 
@@ -259,7 +261,7 @@ def test_perf_reports_a_backend_that_cannot_load_and_goes_on(tmp_path, monkeypat
         "from benchbench.specs import Backend, Objective\n"
         "@hookimpl\n"
         "def register_backends(register):\n"
-        "    register(Backend('broken', 'its module does not exist', 'no_such_module:train'))\n"
+        "    register(Backend('broken', 'its module does not exist', 'no_such_module:Program'))\n"
         "@hookimpl\n"
         "def register_objectives(register):\n"
         "    loss = 'benchbench_torch.losses:denoising_loss'\n"
@@ -267,9 +269,9 @@ def test_perf_reports_a_backend_that_cannot_load_and_goes_on(tmp_path, monkeypat
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins = ("perf_broken_backend",)
-    jobs = jobs_for(get_plugins(plugins), ["plain"], ["broken", "torch"], [2], 16, 1, 1, {"width": 8, "depth": 1})
+    jobs = jobs_for(get_plugins(plugins), ["plain"], ["broken", "torch"], [2], 16, 1, 4, {"width": 8, "depth": 1})
     broken, works = (measure(job) for job in jobs)
-    assert broken.error.startswith("backend 'broken': cannot load 'no_such_module:train': ModuleNotFoundError")
+    assert broken.error.startswith("backend 'broken': cannot load 'no_such_module:Program': ModuleNotFoundError")
     assert works.error is None and works.ms_median > 0
 
 

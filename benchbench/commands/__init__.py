@@ -24,4 +24,4 @@ def plugins_of(ctx: click.Context) -> Plugins:
 
 def first(*values: Any) -> Any:
     """The first value that is not None: an explicit option, then a preset's, then the default."""
-    return next(value for value in values if value is not None)
+    return next((value for value in values if value is not None), None)

@@ -47,7 +47,34 @@ QUICK = {
     help="Dataset and parameters, e.g. gaussian:dim=16. Repeatable.",
 )
 @click.option("--seeds", type=int, default=None, help="Number of seeds per combination (default 1).")
-@click.option("--steps", type=int, default=None, help="Training steps per trial (default 1000).")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Training steps per trial (default 1000; with --time-budget, the most steps, default unlimited).",
+)
+@click.option(
+    "--time-budget",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Train each trial for this many seconds of training time (warm-up and timed steps, compile excluded) "
+    "instead of a number of steps; the table gives the steps each trial reached.",
+)
+@click.option(
+    "--eval-every",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Evaluate the score metrics every N steps for the convergence curves (default: a geometric schedule, "
+    "10, 15, 25, 40, 60, 100, ...).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Intra-op threads of the backend (default: the backend's, chosen by measurement; recorded as a tag).",
+)
 @click.option("--batch-size", type=int, default=128, show_default=True, help="Training batch size.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option(
@@ -145,7 +172,14 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         raise click.UsageError("give at least one -d/--dataset, or --quick")
     sampler, sampler_params = parse_spec(options["sampler"]) if options["sampler"] else (None, {})
     settings = Settings(
-        steps=first(options["steps"], QUICK["steps"] if options["quick"] else None, 1000),
+        steps=first(
+            options["steps"],
+            QUICK["steps"] if options["quick"] and options["time_budget"] is None else None,
+            None if options["time_budget"] is not None else 1000,
+        ),
+        time_budget=options["time_budget"],
+        eval_every=options["eval_every"],
+        threads=options["threads"],
         batch_size=options["batch_size"],
         lr=options["lr"],
         device=options["device"],

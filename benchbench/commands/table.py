@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -11,42 +10,9 @@ from benchbench.commands import DEFAULT_EXPERIMENT, plugins_of
 from benchbench.plugins import Plugins
 
 
-def build_table(
-    uri: str,
-    experiment: str,
-    sweep: str | None,
-    plugins: Plugins,
-    metrics: Sequence[str] = (),
-    objectives: Sequence[str] = (),
-    backends: Sequence[str] = (),
-    datasets: Sequence[str] = (),
-):
-    """The selected trial runs and their :class:`benchbench.table.Table`; bad names and empty selections raise."""
-    from benchbench.errors import UsageError
-    from benchbench.params import unknown_name
-    from benchbench.runner import metric_directions
-    from benchbench.table import DEFAULT_METRICS, Table, load_runs, select
-
-    directions = metric_directions(plugins.extra_modules)
-    runs = load_runs(uri, experiment, sweep)
-    logged = {column.removeprefix("metrics.") for column in runs.columns if column.startswith("metrics.")}
-    for metric in metrics:
-        if metric not in directions and metric not in logged:
-            raise unknown_name("metric", metric, set(directions) | logged)
-    chosen = select(runs, objectives, backends, datasets)
-    if chosen.empty:
-        where = {"latest": "the latest sweep", None: "any sweep"}.get(sweep, f"sweep {sweep}")
-        given = (("objective", objectives), ("backend", backends), ("dataset", datasets))
-        filters = ", ".join(f"--{name} {' '.join(values)}" for name, values in given if values)
-        raise UsageError(
-            f"no trial runs in {where} of experiment {experiment!r} ({uri})" + (f" match {filters}" if filters else "")
-        )
-    return chosen, Table.from_runs(chosen, list(metrics or DEFAULT_METRICS), directions)
-
-
 def table_text(uri: str, experiment: str, sweep: str | None, plugins: Plugins, metrics: tuple[str, ...] = ()) -> str:
     """The markdown table of one sweep (``bench run`` prints it when the sweep ends)."""
-    from benchbench.table import to_markdown
+    from benchbench.table import build_table, to_markdown
 
     return to_markdown(build_table(uri, experiment, sweep, plugins, metrics)[1])
 
@@ -89,7 +55,8 @@ def table_text(uri: str, experiment: str, sweep: str | None, plugins: Plugins, m
     type=click.Path(file_okay=False),
     default=None,
     metavar="DIR",
-    help="Also write PNG plots here: quality vs training time, step time vs dimension, bars per dataset.",
+    help="Also write PNG plots here: convergence curves (each score metric against training time and steps), "
+    "quality vs training time, step time vs dimension, bars per dataset.",
 )
 @click.pass_context
 def table_command(
@@ -111,7 +78,7 @@ def table_command(
     One row per (dataset, objective, backend); cells are mean ± std over seeds, the best per dataset in bold,
     rank is the mean rank over the shown metrics within the dataset; failed and skipped trials stay as rows.
     """
-    from benchbench.table import render
+    from benchbench.table import build_table, render
     from benchbench.tracking import tracking_uri as resolve_uri
 
     if sweep and not latest:
@@ -127,7 +94,9 @@ def table_command(
     else:
         click.echo(text, nl=False)
     if plots:
+        from benchbench.curves import load_curves
         from benchbench.plots import write_plots
 
-        for path in write_plots(runs, table, plots):
+        uri = resolve_uri(tracking_uri)
+        for path in write_plots(runs, table, plots, load_curves(uri, runs)):
             click.echo(f"wrote {path}", err=True)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchbench.specs import Data
-from benchbench_datasets.split import choose_rows, noise_rng
+from benchbench.splits import choose_rows, noise_rng
 
 DIGITS_LEVELS = 17
 """load_digits counts the ink in 4 x 4 blocks of a 32 x 32 bitmap: integers 0..16."""

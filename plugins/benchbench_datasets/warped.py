@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchbench.specs import Data
-from benchbench_datasets.split import draw_split
+from benchbench.splits import draw_split
 
 _LOG_2PI = np.log(2 * np.pi)
 BANANA_X1_VARIANCE = 100.0

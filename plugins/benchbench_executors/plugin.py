@@ -10,6 +10,7 @@ LOCAL = Executor(
     name="local",
     description="in-process and sequential, with a progress bar over training steps",
     execute="benchbench_executors.local:execute",
+    concurrent=False,
 )
 
 PROCESS = Executor(

@@ -210,7 +210,7 @@ def _modules_of(jobs: Sequence[TrialJob]) -> list[str]:
         modules.append("torch._dynamo")
     plugins = get_plugins(jobs[0].plugin_modules)
     backends = {job.trial.backend for job in jobs}
-    refs = [plugins.get("backend", name).train for name in sorted(backends)]
+    refs = [plugins.get("backend", name).program for name in sorted(backends)]
     for objective in sorted({job.trial.objective for job in jobs}):
         losses = plugins.get("objective", objective).losses
         refs += [losses[name] for name in sorted(backends & set(losses))]

@@ -1,16 +1,18 @@
-"""The JAX train loop: one trial from numpy data to a :class:`TrainResult`.
+"""The JAX training program that the core's loop drives (:mod:`benchbench.training`).
 
 jax + optax on plain pytrees (see :mod:`benchbench_jax.models` for why no flax/equinox). One jit-compiled
-step does minibatch sampling, loss, gradient and the Adam update; its first call (tracing + XLA compilation
-+ one step) is reported as ``compile_s`` and every later step is timed with ``block_until_ready``.
+function runs up to :data:`STEPS_PER_RUN` steps (minibatch sampling, loss, gradient and the Adam update) in a
+``lax.fori_loop`` whose trip count is an argument, so every call length shares one compiled program and the
+host dispatches once per call instead of once per step.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import re
 import resource
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -21,12 +23,12 @@ import optax
 
 from benchbench.errors import TrialFailure, UsageError
 from benchbench.noise import objective_ladder
-from benchbench.specs import Data, Objective, TrainResult
+from benchbench.specs import Data, Objective
 from benchbench_jax.models import Architecture, init_params, score_function
 from benchbench_jax.trained import JaxModel
 
-# Check for a non-finite loss every this many steps: each check waits for the device and copies the window.
-_CHECK_EVERY = 50
+STEPS_PER_RUN = 50
+"""The most steps one compiled call runs; the core checks the losses (a device-to-host copy) after each call."""
 
 
 def resolve_device(requested: str) -> jax.Device:
@@ -82,10 +84,10 @@ def _checked(name: str, value: Any) -> jax.Array:
 
 
 class Program(NamedTuple):
-    """The two compiled functions of a trial: ``init(seed) -> state`` and ``step(*state, train_x)``."""
+    """The two compiled functions of a trial: ``init(seed) -> state`` and ``run(*state, train_x, n_steps)``."""
 
     init: Callable
-    step: Callable
+    run: Callable
 
 
 @functools.lru_cache(maxsize=32)
@@ -98,8 +100,9 @@ def compiled_program(
     batch_size: int,
     dtype: jnp.dtype,
 ) -> Program:
-    """``step(params, opt_state, key, train_x) -> (params, opt_state, key, loss)``, jitted, buffers donated.
+    """``run(params, opt_state, key, train_x, n_steps) -> (params, opt_state, key, losses)``, jitted, donated.
 
+    ``losses`` has :data:`STEPS_PER_RUN` entries, the first ``n_steps`` of them filled.
     Cached on everything that shapes the compiled programs, so the seeds of a sweep (and the trials of one
     worker that share a configuration) trace and compile once: compiling a step costs 1.3-1.8 s of CPU here,
     more than 500 training steps of a small model. Initialisation is one jitted function too, because every
@@ -120,84 +123,88 @@ def compiled_program(
     def objective_value(params, x: jax.Array, key: jax.Array) -> jax.Array:
         return _checked(name, loss_fn(score_function(arch, params), x, key, **kwargs))
 
-    def step(params, opt_state, key, train_x):
+    def step(i, carry):
+        params, opt_state, key, losses, train_x = carry
         key, batch_key, loss_key = jax.random.split(key, 3)
         x = train_x[jax.random.randint(batch_key, (batch_size,), 0, train_x.shape[0])]
         loss, grads = jax.value_and_grad(objective_value)(params, x, loss_key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, key, loss
+        return optax.apply_updates(params, updates), opt_state, key, losses.at[i].set(loss), train_x
 
-    return Program(jax.jit(init), jax.jit(step, donate_argnums=(0, 1, 2)))
+    def run(params, opt_state, key, train_x, n_steps):
+        losses = jnp.full(STEPS_PER_RUN, jnp.nan, dtype)
+        params, opt_state, key, losses, _ = jax.lax.fori_loop(
+            0, n_steps, step, (params, opt_state, key, losses, train_x)
+        )
+        return params, opt_state, key, losses
+
+    return Program(jax.jit(init), jax.jit(run, donate_argnums=(0, 1, 2)))
 
 
-def _check_window(window: np.ndarray, first_step: int, trial: Any) -> None:
-    bad = np.flatnonzero(~np.isfinite(window))
-    if bad.size:
-        raise TrialFailure(f"{trial.run_name}: loss became {window[bad[0]]} at step {first_step + bad[0]}")
+class JaxProgram:
+    """A trial's compiled program and its data on the device; the state is ``(params, opt_state, key)``."""
+
+    max_steps_per_run = STEPS_PER_RUN
+
+    def __init__(self, trial: Any, data: Data, objective: Objective, hparams: Mapping[str, Any]) -> None:
+        settings = trial.settings
+        self.seed = trial.seed
+        self.tags = {"threads": configure_threads(settings.threads)}
+        self.jax_device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype)
+        self.sigmas = objective_ladder(objective, hparams, "jax")
+        self.arch = Architecture(
+            dim=data.dim,
+            width=settings.width,
+            depth=settings.depth,
+            activation=settings.activation,
+            energy=settings.model == "energy-mlp",
+            noise_conditional=objective.noise_conditional,
+        )
+        self.program = compiled_program(
+            self.arch,
+            objective.name,
+            objective.loss_for("jax"),
+            tuple(sorted(hparams.items())),
+            settings.lr,
+            settings.batch_size,
+            dtype,
+        )
+        self.train_x = jax.device_put(np.asarray(data.train, dtype), self.jax_device)
+        self.device = "cpu" if self.jax_device.platform == "cpu" else self.jax_device.device_kind
+
+    def init(self) -> tuple:
+        with jax.default_device(self.jax_device):
+            state = self.program.init(self.seed)
+        # Committed to the device like every later state: an uncommitted first state made jit compile the step
+        # a second time on its second call, inside the timed steps (the first seed of each configuration ran
+        # about 2x slower than the others; seen with jax_log_compiles).
+        return jax.device_put(state, self.jax_device)
+
+    def run(self, state: tuple, n_steps: int) -> tuple[tuple, np.ndarray]:
+        *state, losses = self.program.run(*state, self.train_x, n_steps)
+        return tuple(state), np.asarray(losses)[:n_steps]
+
+    def sync(self, state: tuple) -> None:
+        jax.block_until_ready(state)
+
+    def to_model(self, state: tuple) -> JaxModel:
+        return JaxModel(self.arch, state[0], self.jax_device, self.sigmas)
+
+    def peak_memory(self) -> tuple[float, str]:
+        return peak_memory(self.jax_device)
 
 
-def train(
-    trial: Any,
-    data: Data,
-    objective: Objective,
-    hparams: Mapping[str, Any],
-    progress: Callable[[int], None],
-) -> TrainResult:
-    """Train the trial's score network with Adam; losses stay on the device and are checked every 50 steps.
+def configure_threads(requested: int | None) -> str:
+    """XLA's CPU thread pool is fixed when JAX first initialises its backends in a process: ``--threads`` is
+    applied then (through ``XLA_FLAGS``) and recorded; asked for later, the pool in effect is recorded."""
+    from jax._src import xla_bridge
 
-    ``compile_s`` is the first step, tracing and XLA compilation included (or only the step when an earlier
-    trial of the same configuration compiled it: see :func:`compiled_program`); ``train_s`` is every later step.
-    """
-    settings = trial.settings
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype)
-    sigmas = objective_ladder(objective, hparams, "jax")
-    arch = Architecture(
-        dim=data.dim,
-        width=settings.width,
-        depth=settings.depth,
-        activation=settings.activation,
-        energy=settings.model == "energy-mlp",
-        noise_conditional=objective.noise_conditional,
-    )
-    program = compiled_program(
-        arch,
-        objective.name,
-        objective.loss_for("jax"),
-        tuple(sorted(hparams.items())),
-        settings.lr,
-        settings.batch_size,
-        dtype,
-    )
-    with jax.default_device(device):
-        params, opt_state, key = program.init(trial.seed)
-        train_x = jax.device_put(np.asarray(data.train, dtype), device)
-        start = time.perf_counter()
-        params, opt_state, key, loss = program.step(params, opt_state, key, train_x)
-        first = np.asarray(loss.block_until_ready())[None]
-        compile_s = time.perf_counter() - start
-        _check_window(first, 0, trial)
-        progress(1)
-        windows, pending = [first], []
-        start = time.perf_counter()
-        for i in range(1, settings.steps):
-            params, opt_state, key, loss = program.step(params, opt_state, key, train_x)
-            pending.append(loss)
-            if (i + 1) % _CHECK_EVERY == 0 or i + 1 == settings.steps:
-                windows.append(np.asarray(jax.device_get(pending)))
-                _check_window(windows[-1], i + 1 - len(pending), trial)
-                pending = []
-                progress(i + 1)
-        jax.block_until_ready(params)
-        train_s = time.perf_counter() - start
-    memory_mb, memory_source = peak_memory(device)
-    return TrainResult(
-        model=JaxModel(arch, params, device, sigmas),
-        losses=np.concatenate(windows).astype(np.float64),
-        steps=settings.steps,
-        train_s=train_s,
-        compile_s=compile_s,
-        peak_memory_mb=memory_mb,
-        memory_source=memory_source,
-        device="cpu" if device.platform == "cpu" else device.device_kind,
-    )
+    if requested and not xla_bridge.backends_are_initialized():
+        flags = os.environ.get("XLA_FLAGS", "")
+        flags += f" --xla_cpu_multi_thread_eigen={'false' if requested == 1 else 'true'}"
+        flags += f" intra_op_parallelism_threads={requested}"
+        os.environ["XLA_FLAGS"] = flags.strip()
+    flags = os.environ.get("XLA_FLAGS", "")
+    match = re.search(r"intra_op_parallelism_threads=(\d+)", flags)
+    return match.group(1) if match else f"xla default ({os.cpu_count()} cores)"

@@ -8,7 +8,7 @@ from benchbench.specs import Backend
 JAX = Backend(
     name="jax",
     description="JAX + optax, one jit-compiled train step, on cpu or gpu",
-    train="benchbench_jax.backend:train",
+    program="benchbench_jax.backend:JaxProgram",
     requires=("jax", "optax"),
 )
 

@@ -161,3 +161,14 @@ def image_grid(ctx: EvalContext) -> dict[str, bytes]:
     fig.suptitle(ctx.trial.run_name, fontsize=9)
     fig.tight_layout()
     return {"samples_grid.png": _png(fig)}
+
+
+def loss_curve(ctx: EvalContext) -> dict[str, bytes]:
+    """``loss_curve.png``: the training loss at every step."""
+    plt = _pyplot()
+    losses = ctx.result.losses
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot(np.arange(len(losses)), losses, lw=0.8)
+    ax.set(xlabel="step", ylabel="training loss", title=ctx.trial.run_name)
+    ax.title.set_fontsize(8)
+    return {"loss_curve.png": _png(fig)}

@@ -1,4 +1,4 @@
-"""Throughput and cost metrics, from the timings the backend measured with the device synchronised."""
+"""Throughput and cost metrics, from the timings the core's training loop measured (benchbench.training)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,38 @@ import numpy as np
 from benchbench.evaluation import EvalContext
 
 
-def train_steps_per_s(ctx: EvalContext) -> float:
-    """The first step is compile / warm-up and reported as ``compile_s``; the rest are timed."""
-    timed_steps = max(ctx.result.steps - 1, 1)
-    return timed_steps / ctx.result.train_s if ctx.result.train_s > 0 else float("inf")
+def train_steps_per_s(ctx: EvalContext) -> float | None:
+    """Timed steps only: the first step (compile) and the warm-up steps are reported apart."""
+    result = ctx.result
+    if not result.timed_steps or result.train_s <= 0:
+        return None
+    return result.timed_steps / result.train_s
 
 
-def train_examples_per_s(ctx: EvalContext) -> float:
-    return train_steps_per_s(ctx) * ctx.trial.settings.batch_size
+def train_examples_per_s(ctx: EvalContext) -> float | None:
+    steps_per_s = train_steps_per_s(ctx)
+    return None if steps_per_s is None else steps_per_s * ctx.trial.settings.batch_size
 
 
-def train_step_ms(ctx: EvalContext) -> float:
-    return 1000.0 / train_steps_per_s(ctx)
+def train_step_ms(ctx: EvalContext) -> float | None:
+    steps_per_s = train_steps_per_s(ctx)
+    return None if steps_per_s is None else 1000.0 / steps_per_s
 
 
 def compile_s(ctx: EvalContext) -> float:
     return ctx.result.compile_s
+
+
+def warmup_s(ctx: EvalContext) -> dict[str, float]:
+    return {"value": ctx.result.warmup_s, "steps": ctx.result.warmup_steps}
+
+
+def train_time_s(ctx: EvalContext) -> float:
+    return ctx.result.warmup_s + ctx.result.train_s
+
+
+def steps(ctx: EvalContext) -> int:
+    return ctx.result.steps
 
 
 def peak_memory_mb(ctx: EvalContext) -> float | None:

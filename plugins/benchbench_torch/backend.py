@@ -1,10 +1,9 @@
-"""The torch train loop: one trial from numpy data to a :class:`TrainResult`, and the trained model."""
+"""The torch training program that the core's loop drives (:mod:`benchbench.training`), and the trained model."""
 
 from __future__ import annotations
 
 import resource
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,12 +12,12 @@ import torch
 
 from benchbench.errors import SkipTrial, TrialFailure, UsageError
 from benchbench.noise import objective_ladder
-from benchbench.specs import Data, Objective, TrainResult
+from benchbench.specs import Data, Objective
 from benchbench_torch.autodiff import score_and_trace
 from benchbench_torch.models import build_model
 
-# Check for a non-finite loss every this many steps: each check synchronises the device.
-_CHECK_EVERY = 50
+# Steps per run() call: the core checks the losses after each call, which copies them to the host.
+_STEPS_PER_RUN = 50
 # Evaluation (score_and_trace) works on this many examples at a time, and takes the trace over blocks
 # of basis vectors so that one block's tangents, examples x block x width, stay under this many
 # elements (2^24: 64 MiB in float32); a 784-d image model then evaluates in a few hundred MB.
@@ -116,85 +115,94 @@ def _compile_refused(objective: Objective, model: str, error: Exception) -> str:
     )
 
 
-def train(
-    trial: Any,
-    data: Data,
-    objective: Objective,
-    hparams: Mapping[str, Any],
-    progress: Callable[[int], None],
-) -> TrainResult:
-    """Seeded init, Adam, ``settings.steps`` steps; the first step is timed apart as ``compile_s``."""
-    settings = trial.settings
-    device = resolve_device(settings.device)
-    dtype = torch.float64 if settings.dtype == "float64" else torch.float32
-    sigmas = objective_ladder(objective, hparams, "torch")
-    torch.manual_seed(trial.seed)
-    generator = torch.Generator(device=device).manual_seed(trial.seed)
-    train_x = torch.as_tensor(data.train, device=device, dtype=dtype)
-    net = build_model(settings, data.dim, objective.noise_conditional).to(device=device, dtype=dtype)
-    loss_fn = objective.loss_for("torch")
-    # fused Adam: one kernel for every parameter; measured 0.10 ms against 0.29 ms (foreach, the default)
-    # and 0.17 ms (torch.compile'd step, after ~30 s of compiling) for the default MLP on this 2-core CPU.
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, fused=True)
+# One intra-op thread unless --threads says otherwise: see README.md, "How benchbench times a step".
+DEFAULT_THREADS = 1
 
-    def batch_loss(x: torch.Tensor) -> torch.Tensor:
-        return loss_fn(net, x, generator, **hparams)
 
-    # Compiling the loss, not the model, lets the compiler fuse the tangent propagation with the
-    # loss's reductions; a loss's random draws (torch.Generator) are a graph break it runs eagerly.
-    # Each trial's network is new, so the compile caches of earlier trials in this process only count
-    # towards dynamo's recompile limit (8), past which it would silently run eagerly: start clean.
-    if settings.compile:
-        torch.compiler.reset()
-    compute_loss = torch.compile(batch_loss) if settings.compile else batch_loss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def set_threads(requested: int | None) -> int:
+    """Intra-op threads for this process: ``--threads``, else :data:`DEFAULT_THREADS`."""
+    threads = requested or DEFAULT_THREADS
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
-    def step(compute: Callable[[torch.Tensor], Any]) -> torch.Tensor:
-        index = torch.randint(0, train_x.shape[0], (settings.batch_size,), generator=generator, device=device)
-        loss = compute(train_x[index])
+
+class TorchProgram:
+    """Seeded init, fused Adam, one eager (or ``--compile``d) step per minibatch; the core's loop times it.
+
+    The state is the number of steps done: the network, the optimiser and the generator belong to this object
+    and are updated in place, as torch does. ``run`` keeps the losses on the device and copies them once a call.
+    """
+
+    max_steps_per_run = _STEPS_PER_RUN
+
+    def __init__(self, trial: Any, data: Data, objective: Objective, hparams: Mapping[str, Any]) -> None:
+        settings = trial.settings
+        self.trial, self.settings, self.objective, self.dim = trial, settings, objective, data.dim
+        self.hparams = dict(hparams)
+        self.threads = set_threads(settings.threads)
+        self.torch_device = resolve_device(settings.device)
+        self.dtype = torch.float64 if settings.dtype == "float64" else torch.float32
+        self.sigmas = objective_ladder(objective, hparams, "torch")
+        self.train_x = torch.as_tensor(data.train, device=self.torch_device, dtype=self.dtype)
+        self.loss_fn = objective.loss_for("torch")
+        cuda = self.torch_device.type == "cuda"
+        self.device = torch.cuda.get_device_name(self.torch_device) if cuda else str(self.torch_device)
+        self.tags = {"threads": str(self.threads)}
+
+    def init(self) -> int:
+        torch.manual_seed(self.trial.seed)
+        self.generator = torch.Generator(device=self.torch_device).manual_seed(self.trial.seed)
+        net = build_model(self.settings, self.dim, self.objective.noise_conditional)
+        self.net = net.to(device=self.torch_device, dtype=self.dtype)
+        # fused Adam: one kernel for every parameter; measured 0.10 ms against 0.29 ms (foreach, the default)
+        # and 0.17 ms (torch.compile'd step, after ~30 s of compiling) for the default MLP on this 2-core CPU.
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.settings.lr, fused=True)
+        # Compiling the loss, not the model, lets the compiler fuse the tangent propagation with the
+        # loss's reductions; a loss's random draws (torch.Generator) are a graph break it runs eagerly.
+        # Each trial's network is new, so the compile caches of earlier trials in this process only count
+        # towards dynamo's recompile limit (8), past which it would silently run eagerly: start clean.
+        if self.settings.compile:
+            torch.compiler.reset()
+        self.compute_loss = torch.compile(self._batch_loss) if self.settings.compile else self._batch_loss
+        if self.torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+        return 0
+
+    def _batch_loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.net, x, self.generator, **self.hparams)
+
+    def _step(self, compute: Callable[[torch.Tensor], Any]) -> torch.Tensor:
+        n = self.train_x.shape[0]
+        index = torch.randint(0, n, (self.settings.batch_size,), generator=self.generator, device=self.torch_device)
+        loss = compute(self.train_x[index])
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             raise TrialFailure(
-                f"objective {objective.name!r} (torch loss) returned {type(loss).__name__}"
+                f"objective {self.objective.name!r} (torch loss) returned {type(loss).__name__}"
                 f"{'' if not isinstance(loss, torch.Tensor) else ' of shape ' + str(tuple(loss.shape))}, "
                 "expected a scalar tensor"
             )
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         return loss.detach()
 
-    losses = torch.empty(settings.steps, device=device, dtype=dtype)
-    start = time.perf_counter()
-    try:
-        losses[0] = step(compute_loss)
-    except Exception as error:
-        if not settings.compile:
-            raise
-        step(batch_loss)  # a loss that fails eagerly too fails the trial with its own error
-        raise SkipTrial(_compile_refused(objective, settings.model, error)) from error
-    synchronize(device)
-    compile_s = time.perf_counter() - start
-    progress(1)
-    start = time.perf_counter()
-    for i in range(1, settings.steps):
-        losses[i] = step(compute_loss)
-        if (i + 1) % _CHECK_EVERY == 0 or i + 1 == settings.steps:
-            window = losses[max(0, i + 1 - _CHECK_EVERY) : i + 1]
-            if not bool(torch.isfinite(window).all()):
-                bad = int(torch.nonzero(~torch.isfinite(losses[: i + 1]))[0])
-                raise TrialFailure(f"{trial.run_name}: loss became {float(losses[bad])} at step {bad}")
-            progress(i + 1)
-    synchronize(device)
-    train_s = time.perf_counter() - start
-    memory_mb, memory_source = peak_memory(device)
-    return TrainResult(
-        model=TorchModel(net, device, dtype, sigmas, settings.width),
-        losses=losses.double().cpu().numpy(),
-        steps=settings.steps,
-        train_s=train_s,
-        compile_s=compile_s,
-        peak_memory_mb=memory_mb,
-        memory_source=memory_source,
-        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-    )
+    def run(self, state: int, n_steps: int) -> tuple[int, np.ndarray]:
+        losses = []
+        if state == 0 and self.settings.compile:
+            try:
+                losses.append(self._step(self.compute_loss))
+            except Exception as error:
+                self._step(self._batch_loss)  # a loss that fails eagerly too fails the trial with its own error
+                raise SkipTrial(_compile_refused(self.objective, self.settings.model, error)) from error
+        losses += [self._step(self.compute_loss) for _ in range(n_steps - len(losses))]
+        return state + n_steps, torch.stack(losses).double().cpu().numpy()
+
+    def sync(self, state: int) -> None:
+        synchronize(self.torch_device)
+
+    def to_model(self, state: int) -> TorchModel:
+        return TorchModel(self.net, self.torch_device, self.dtype, self.sigmas, self.settings.width)
+
+    def peak_memory(self) -> tuple[float, str]:
+        return peak_memory(self.torch_device)

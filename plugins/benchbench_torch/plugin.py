@@ -8,7 +8,7 @@ from benchbench.specs import Backend
 TORCH = Backend(
     name="torch",
     description="PyTorch (eager, optional torch.compile) on cpu or cuda",
-    train="benchbench_torch.backend:train",
+    program="benchbench_torch.backend:TorchProgram",
     requires=("torch",),
 )
 

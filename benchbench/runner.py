@@ -1,4 +1,8 @@
-"""Run one trial: load data, train through the backend, compute metrics, log it all to MLflow.
+"""Run one trial: load data, train the backend's program in the core's loop, compute metrics, log it to MLflow.
+
+Around it: :mod:`benchbench.deadlines` (its --timeout, Ctrl-C held while it is written),
+:mod:`benchbench.trial_store` (its calls to the tracking store), :mod:`benchbench.recovery` (a trial whose worker
+is gone).
 
 :func:`run_job` is the unit every executor schedules. It is a module-level function of a picklable
 :class:`TrialJob`, so it runs the same in-process, in a worker process or on a cluster node, and it
@@ -12,13 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchbench import training
+from benchbench.deadlines import TrialTimeout, deadline, interrupts_deferred, timeout_reason
 from benchbench.errors import SkipTrial, TrackingError, TrialFailure
 from benchbench.evaluation import EvalContext, compute_metrics, render_reports
 from benchbench.plugins import get_plugins
@@ -37,7 +38,6 @@ from benchbench.tags import (
     DATASET,
     DATASET_FAMILY,
     DEVICE,
-    ERROR,
     EVAL_ERROR,
     FAILED,
     FINISHED,
@@ -51,12 +51,12 @@ from benchbench.tags import (
     PREFIX,
     SAMPLER,
     SEED,
-    SKIP_REASON,
     SKIPPED,
     STATUS,
 )
-from benchbench.tracking import Tracker, environment_tags
+from benchbench.tracking import environment_tags
 from benchbench.trial import Trial
+from benchbench.trial_store import TrialStore
 
 
 @dataclass(frozen=True)
@@ -174,111 +174,10 @@ def trial_params(trial: Trial) -> dict[str, Any]:
     return params
 
 
-class TrialTimeout(BaseException):
-    """Raised by SIGALRM in a trial past its budget. A BaseException, like KeyboardInterrupt, so that the
-    ``except Exception`` that isolates one metric or report from the others cannot swallow it."""
-
-
-def timeout_reason(seconds: float) -> str:
-    return f"timeout: the trial ran longer than its --timeout of {seconds:g} s"
-
-
-@contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """Raise TrialTimeout in this thread after ``seconds``; only the main thread can receive signals, so a
-    trial run elsewhere relies on its executor's own limit (the process pool kills the worker)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        if _importing(frame):
-            # An import cut short leaves a half-initialised module in sys.modules, and every later trial in
-            # this process (the local executor, a reused Ray worker) fails on it: seen with torch._dynamo,
-            # which torch imports during the first optimizer step. Try again once the import is done.
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
-            return
-        raise TrialTimeout(seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _importing(frame: Any) -> bool:
-    while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
-            return True
-        frame = frame.f_back
-    return False
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM while a trained trial is written, then raise it: a run is complete or KILLED,
-    never FINISHED with half its metrics (writing takes ~0.1 s; training the trial again takes minutes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:
-        raise KeyboardInterrupt
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Store:
-    """The trial's tracking calls. Any failure (after the client's own bounded retries) is a TrackingError
-    naming the store and the trial: it stops the sweep instead of being recorded as the trial's failure."""
-
-    def __init__(self, job: TrialJob) -> None:
-        self.uri, self.run_name = job.tracking_uri, job.trial.run_name
-        self.tracker = Tracker(job.tracking_uri)
-
-    def __call__(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``method`` of the Tracker (``"log"``), or of its MlflowClient (``"client.search_runs"``)."""
-        target: Any = self.tracker
-        for part in method.split("."):
-            target = getattr(target, part)
-        try:
-            return target(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - whatever the client raised, the store is unusable
-            raise TrackingError(
-                f"tracking store {self.uri} failed while {what} of trial {self.run_name}: {_cause(error)}"
-            ) from error
-
-    def end(self, run_id: str, run_status: str, /, **outcome: str) -> None:
-        """Tag the outcome (``bench.status``, ``bench.error``, ...) and end the run with MLflow ``run_status``."""
-        self("ending the run", "log", run_id, tags={PREFIX + key: value for key, value in outcome.items()})
-        self("ending the run", "end", run_id, run_status)
-
-
-def _cause(error: Exception) -> str:
-    """One short line: the socket error under MLflow's and urllib3's wrapping, with the retries it survived."""
-    text = str(error).strip()
-    socket_error = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
-    if "Max retries exceeded" in text and socket_error:
-        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
-        return f"{socket_error.group(0).strip()} (after {retries} retries)"
-    lines = text.splitlines()
-    return (lines[0] if lines else type(error).__name__)[:300]
-
-
 def run_job(job: TrialJob, progress: Progress | None = None) -> TrialOutcome:
     """Run one trial inside its own MLflow child run; failures end the run FAILED, never raise."""
     os.environ.update(dict(job.environment))
-    trial, store = job.trial, _Store(job)
+    trial, store = job.trial, TrialStore(job)
     tags = trial_tags(trial) | environment_tags()
     run_id = store("creating the run", "start_run", job.experiment_id, trial.run_name, tags, job.parent_run_id)
     outcome = TrialOutcome(trial.run_name, trial.config_hash, FAILED, run_id)
@@ -287,7 +186,7 @@ def run_job(job: TrialJob, progress: Progress | None = None) -> TrialOutcome:
         store("logging the params", "log", run_id, params=trial_params(trial))
         config = json.dumps(trial.config(), indent=2, default=str)
         store("logging the config", "log_files", run_id, {"trial_config.json": config})
-        with _deadline(job.timeout):
+        with deadline(job.timeout):
             evaluated = run_trial(trial, job.plugin_modules, progress)
     except TrackingError:
         raise
@@ -309,13 +208,13 @@ def run_job(job: TrialJob, progress: Progress | None = None) -> TrialOutcome:
         store.end(run_id, "FAILED", status=FAILED, error=outcome.error)
         return outcome
     evaluated.metrics["wall_s"] = time.perf_counter() - start
-    with _interrupts_deferred():
+    with interrupts_deferred():
         _log_evaluated(store, run_id, evaluated)
     outcome.status, outcome.metrics = FINISHED, evaluated.metrics
     return outcome
 
 
-def _log_evaluated(store: _Store, run_id: str, evaluated: Evaluated) -> None:
+def _log_evaluated(store: TrialStore, run_id: str, evaluated: Evaluated) -> None:
     result, ctx = evaluated.result, evaluated.ctx
     tags = {STATUS: FINISHED, DEVICE: result.device}
     tags.update({PREFIX + k: v for k, v in result.tags.items()})
@@ -343,40 +242,6 @@ def _log_evaluated(store: _Store, run_id: str, evaluated: Evaluated) -> None:
     if evaluated.ctx.data is not None:
         store("logging the dataset", "log_dataset", run_id, evaluated.ctx.data, evaluated.ctx.trial)
     store("ending the run", "end", run_id, "FINISHED")
-
-
-def record_lost_trial(job: TrialJob, status: str, reason: str, create: bool = True) -> TrialOutcome:
-    """The outcome of a trial whose worker is gone (it died, was killed, or overran its timeout and was stopped).
-
-    The trial's run is found by its parent run and config hash. A run the worker left RUNNING is ended with
-    ``status`` (failed or killed) and ``reason``; a run it had already ended (it finished while being stopped)
-    is reported as it is. With ``create``, a worker that died before creating its run gets one, so the store
-    shows the failure and the reason.
-    """
-    trial = job.trial
-    store = _Store(job)
-    query = f"tags.`mlflow.parentRunId` = '{job.parent_run_id}' and tags.`{CONFIG_HASH}` = '{trial.config_hash}'"
-    runs = store("finding the run", "client.search_runs", [job.experiment_id], query)
-    running = [run for run in runs if run.info.status == "RUNNING"]
-    ended = [run for run in runs if run.info.status != "RUNNING"]
-    if ended and not running:
-        run = ended[0]
-        state = run.data.tags.get(STATUS, run.info.status.lower())
-        error = run.data.tags.get(ERROR) or run.data.tags.get(SKIP_REASON)
-        return TrialOutcome(trial.run_name, trial.config_hash, state, run.info.run_id, dict(run.data.metrics), error)
-    outcome = TrialOutcome(trial.run_name, trial.config_hash, status, None, error=reason)
-    if running:
-        outcome.run_id = running[0].info.run_id
-    elif create:
-        tags = trial_tags(trial) | environment_tags()
-        outcome.run_id = store(
-            "creating the run", "start_run", job.experiment_id, trial.run_name, tags, job.parent_run_id
-        )
-        store("logging the params", "log", outcome.run_id, params=trial_params(trial))
-    else:
-        return outcome
-    store.end(outcome.run_id, status.upper(), status=status, error=reason)
-    return outcome
 
 
 def metric_directions(plugin_modules: tuple[str, ...] = ()) -> Mapping[str, str]:

@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from benchbench.cli import cli
+from benchbench.deadlines import TrialTimeout, deadline
 from benchbench.errors import UsageError
 from benchbench.processes import free_port
-from benchbench.runner import TrialJob, TrialTimeout, _deadline
+from benchbench.runner import TrialJob
 from benchbench.server import TrackingServer
 from benchbench.trial import Settings, Trial
 
@@ -108,7 +109,10 @@ def server(tmp_path_factory):
 def ray_cluster():
     """A one-node Ray cluster (``ray start --head --block``), started and stopped here, with token auth."""
     tag = uuid.uuid4().hex
-    env = tagged_env(tag) | {"RAY_AUTH_MODE": "token"}
+    # The cluster's token, given to the node and to the driver; without it (a fresh machine has no
+    # ~/.ray/auth_token) `ray start` refuses to start in token mode.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
+    env = tagged_env(tag) | auth
     port = free_port()
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port)]
     command += ["--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
@@ -120,11 +124,11 @@ def ray_cluster():
                 break
         else:
             pytest.fail(f"ray start exited with code {process.wait()}")
-        yield f"127.0.0.1:{port}", {"RAY_AUTH_MODE": "token"}
+        yield f"127.0.0.1:{port}", auth
     finally:
         # SIGTERM to `ray start --block` alone shuts the node down in order (measured: ~5 s); signalling the
         # whole tree at once makes each process wait out its own drain timeout (~30 s).
-        tree = psutil.Process(process.pid).children(recursive=True)
+        tree = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
         process.terminate()
         process.wait(timeout=60)
         psutil.wait_procs(tree, timeout=30)
@@ -241,7 +245,7 @@ def test_the_timeout_waits_for_an_import_to_finish():
     """An import cut short would leave a half-initialised module for every later trial in the process."""
     sys.modules.pop("slow_import", None)
     start = time.monotonic()
-    with pytest.raises(TrialTimeout), _deadline(0.2):
+    with pytest.raises(TrialTimeout), deadline(0.2):
         import slow_import  # noqa: F401 - sleeps 1 s while importing
 
         time.sleep(5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from benchbench.runner import TrialJob, TrialOutcome, run_job
+from benchbench import TrialJob, TrialOutcome, run_job
 
 
 def execute(jobs: Sequence[TrialJob], options: Mapping[str, Any]) -> Iterator[TrialOutcome]:

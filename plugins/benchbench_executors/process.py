@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from benchbench import TrialJob, TrialOutcome, record_lost_trial, run_job, timeout_reason
 from benchbench.errors import TrackingError
 from benchbench.plugins import get_plugins
-from benchbench.runner import TrialJob, TrialOutcome, record_lost_trial, run_job, timeout_reason
 from benchbench_executors.preload import PRELOAD_VARIABLE
 
 # A worker past its --timeout stops itself (SIGALRM in run_job); one stuck where Python cannot run (a long

@@ -112,7 +112,7 @@ def measure(job: Job) -> Record:
         reason = backend.unavailable_reason()
         if reason:
             raise SkipTrial(f"backend {job.backend!r} is unavailable ({reason})")
-        objective.loss_for(job.backend)
+        objective.loss_for(backend.loss_key)
         hparams = resolve(f"objective {job.objective!r}", objective.params, job.params)
         make_program = resolve_ref(backend.program, f"backend {job.backend!r}")
         trial = Trial(

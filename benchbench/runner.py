@@ -120,7 +120,7 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
     plugins = get_plugins(plugin_modules)
     objective = plugins.get("objective", trial.objective)
     backend = plugins.get("backend", trial.backend)
-    objective.loss_for(trial.backend)  # a combination it does not implement is skipped before loading data
+    objective.loss_for(backend.loss_key)  # a combination it does not implement is skipped before loading data
     data = _load_data(trial.dataset, json.dumps(dict(trial.dataset_params), sort_keys=True), trial.seed, plugin_modules)
     make_program = resolve_ref(backend.program, f"backend {backend.name!r}")
     program = make_program(trial, data, objective, dict(trial.objective_params))

@@ -134,6 +134,13 @@ class Backend:
     description: str
     program: Ref
     requires: tuple[str, ...] = ()
+    losses: str = ""
+    """Which of an objective's losses this backend trains (``Objective.losses`` key): its own name by default; a
+    variant of a framework names the framework (a torch backend with another optimiser trains the torch losses)."""
+
+    @property
+    def loss_key(self) -> str:
+        return self.losses or self.name
 
     def unavailable_reason(self) -> str | None:
         missing = missing_modules(self.requires)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.params import Param
-from benchbench.specs import Objective
+from benchbench import Objective, Param, hookimpl
 
 VARIANTS = ("ssm", "vr")
 

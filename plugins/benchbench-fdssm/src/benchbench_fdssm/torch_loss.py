@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 
 VARIANTS = ("ssm", "vr")
 

@@ -68,6 +68,14 @@ class Record:
     compile_s: float | None = None
     memory_source: str = ""
     device: str = ""
+    mflop_per_step: float | None = None
+    """The step's floating-point operations, counted by the framework (torch FlopCounterMode, XLA cost analysis)."""
+    matmul_gflop_per_s: float | None = None
+    """The framework's best rate on a 1024 x 1024 matmul in the same process: the ceiling of this machine."""
+    floor_ms: float | None = None
+    """mflop_per_step at matmul_gflop_per_s: the time the step's arithmetic needs at the ceiling."""
+    floor_ratio: float | None = None
+    """ms_median / floor_ms: 1 is the arithmetic floor; small steps are dominated by dispatch, not arithmetic."""
     error: str | None = None
 
 
@@ -137,9 +145,23 @@ def measure(job: Job) -> Record:
         known = [mb for mb, _ in memory if mb is not None]
         record.peak_memory_mb = max(known) if known else None
         record.memory_source, record.device = memory[-1][1], program.device
+        _floor(record, program)
     except Exception as error:  # noqa: BLE001 - a failing combination is a row of the report, not a crash
         record.error = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
     return record
+
+
+def _floor(record: Record, program: Any) -> None:
+    """The step's FLOPs and the machine's matmul rate, where the program can count them (optional methods)."""
+    count, rate = getattr(program, "step_flops", None), getattr(program, "matmul_flops_per_s", None)
+    flops = count() if count is not None and rate is not None else None
+    if flops is None:
+        return
+    record.mflop_per_step = flops / 1e6
+    record.matmul_gflop_per_s = rate() / 1e9
+    record.floor_ms = record.mflop_per_step / record.matmul_gflop_per_s
+    if record.ms_median:
+        record.floor_ratio = record.ms_median / record.floor_ms
 
 
 def _normal_data(dim: int, batch: int) -> Data:
@@ -209,6 +231,9 @@ def print_table(records: list[Record]) -> None:
         "ms / step",
         "peak MB",
         "compile s",
+        "MFLOP",
+        "floor ms",
+        "x floor",
         "note",
         title="bench perf",
     )
@@ -223,6 +248,15 @@ def print_table(records: list[Record]) -> None:
             "" if r.ms_median is None else f"{r.ms_median:.3g}",
             "" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}",
             "" if r.compile_s is None else f"{r.compile_s:.2f}",
+            "" if r.mflop_per_step is None else f"{r.mflop_per_step:.3g}",
+            "" if r.floor_ms is None else f"{r.floor_ms:.3g}",
+            "" if r.floor_ratio is None else f"{r.floor_ratio:.3g}",
             r.error or "",
+        )
+    rates = sorted({f"{r.backend} {r.matmul_gflop_per_s:.0f}" for r in records if r.matmul_gflop_per_s})
+    if rates:
+        table.caption = (
+            "floor ms: the step's FLOPs (counted by the framework) at the best 1024x1024 matmul rate measured in "
+            f"the same process, GFLOP/s: {', '.join(rates)}; x floor = ms / step over floor ms"
         )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)

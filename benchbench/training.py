@@ -56,6 +56,13 @@ class TrainingProgram(Protocol):
     - ``peak_memory() -> (megabytes or None, how it was measured)``.
     - attributes ``device`` (what ran it, for the ``bench.device`` tag), ``max_steps_per_run`` and ``tags``
       (``{name: value}`` recorded on the trial's run, e.g. the thread count it used).
+
+    May define, for ``bench perf``'s floor (the core never calls them while training):
+
+    - ``step_flops() -> float``: floating-point operations of one training step, counted by the framework (it may
+      take a step, so call it after training);
+    - ``matmul_flops_per_s() -> float``: the rate of a large dense matmul in the program's framework, device,
+      dtype and threads: the ceiling a step's arithmetic is measured against.
     """
 
     device: str

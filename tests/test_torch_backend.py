@@ -275,6 +275,21 @@ def test_perf_reports_a_backend_that_cannot_load_and_goes_on(tmp_path, monkeypat
     assert works.error is None and works.ms_median > 0
 
 
+def test_perf_counts_a_steps_flops_and_its_floor():
+    """A denoising step of a d-w-d MLP is five matmuls of 2 n d w FLOPs: two forward, three backward (the
+    gradient of both weights and of the hidden layer; the input's gradient is never needed)."""
+    plugins = get_plugins()
+    settings = {"width": 8, "depth": 1}
+    jobs = jobs_for(plugins, ["denoising"], ["torch", "jax"], [3], 128, 1, 4, settings)
+    torch_row, jax_row = (measure(job) for job in jobs)
+    assert torch_row.mflop_per_step * 1e6 == 5 * 2 * 128 * 3 * 8
+    assert torch_row.mflop_per_step <= jax_row.mflop_per_step  # XLA counts the elementwise operations too
+    for row in (torch_row, jax_row):
+        assert row.matmul_gflop_per_s > 0.5
+        assert row.floor_ms == pytest.approx(row.mflop_per_step / row.matmul_gflop_per_s)
+        assert row.floor_ratio == pytest.approx(row.ms_median / row.floor_ms)
+
+
 def test_perf_pins_cpus_only_in_fresh_processes():
     result = CliRunner().invoke(perf_command, ["--cpus", "1", "--in-process"])
     assert result.exit_code == 2 and "--cpus pins the measuring processes: it needs --isolate" in result.output

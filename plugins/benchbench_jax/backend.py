@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -84,10 +85,12 @@ def _checked(name: str, value: Any) -> jax.Array:
 
 
 class Program(NamedTuple):
-    """The two compiled functions of a trial: ``init(seed) -> state`` and ``run(*state, train_x, n_steps)``."""
+    """The compiled functions of a trial, ``init(seed) -> state`` and ``run(*state, train_x, n_steps)``, and
+    ``one_step(*state, train_x)`` (not compiled: ``bench perf`` counts its FLOPs with XLA's cost analysis)."""
 
     init: Callable
     run: Callable
+    one_step: Callable
 
 
 @functools.lru_cache(maxsize=32)
@@ -138,7 +141,10 @@ def compiled_program(
         )
         return params, opt_state, key, losses
 
-    return Program(jax.jit(init), jax.jit(run, donate_argnums=(0, 1, 2)))
+    def one_step(params, opt_state, key, train_x):
+        return step(0, (params, opt_state, key, jnp.zeros(1, dtype), train_x))
+
+    return Program(jax.jit(init), jax.jit(run, donate_argnums=(0, 1, 2)), one_step)
 
 
 class JaxProgram:
@@ -193,6 +199,26 @@ class JaxProgram:
 
     def peak_memory(self) -> tuple[float, str]:
         return peak_memory(self.jax_device)
+
+    def step_flops(self) -> float:
+        """XLA's cost analysis of one compiled step."""
+        compiled = jax.jit(self.program.one_step).lower(*self.init(), self.train_x).compile()
+        analysis = compiled.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
+        return float(analysis["flops"])
+
+    def matmul_flops_per_s(self, size: int = 1024, repeats: int = 20) -> float:
+        """FLOP/s of ``size`` x ``size`` matmuls on the program's device and dtype, the best of ``repeats``."""
+        dtype = self.train_x.dtype
+        a = jax.device_put(np.random.default_rng(0).standard_normal((size, size)).astype(dtype), self.jax_device)
+        product = jax.jit(jnp.matmul)
+        product(a, a).block_until_ready()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            product(a, a).block_until_ready()
+            best = min(best, time.perf_counter() - start)
+        return 2 * size**3 / best
 
 
 def configure_threads(requested: int | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -103,6 +104,20 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
     return kib * scale, "process peak RSS (ru_maxrss, includes everything the process loaded)"
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of ``size`` x ``size`` matmuls, the best of ``repeats`` (the ceiling, not the typical case)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 def _compile_refused(objective: Objective, model: str, error: Exception) -> str:
@@ -206,3 +221,18 @@ class TorchProgram:
 
     def peak_memory(self) -> tuple[float, str]:
         return peak_memory(self.torch_device)
+
+    def step_flops(self) -> float | None:
+        """torch's own count (FlopCounterMode: matmuls and convolutions) of one step, which it takes; None where
+        the counter cannot follow the step (it refuses ``autograd.grad`` inside it: the exact loop reference)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        try:
+            with FlopCounterMode(display=False) as counter:
+                self._step(self._batch_loss)
+        except RuntimeError:
+            return None
+        return float(counter.get_total_flops())
+
+    def matmul_flops_per_s(self) -> float:
+        return matmul_rate(self.torch_device, self.dtype)

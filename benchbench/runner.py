@@ -142,7 +142,8 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
         if key in values:
             curves[key].append((result.steps, values[key]))
     curves.setdefault("train_time_s", []).append((result.steps, result.train_time_s))
-    files, report_errors = render_reports(ctx, [r for r, _ in plugins.items("report")])
+    reports = [r for r, _ in plugins.items("report") if r.every_seed or trial.seed == 0]
+    files, report_errors = render_reports(ctx, reports)
     return Evaluated(result, ctx, values, files, errors | report_errors, curves)
 
 

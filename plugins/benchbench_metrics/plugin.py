@@ -152,7 +152,7 @@ THROUGHPUT = (
 METRICS = SCORE_QUALITY + SAMPLE_QUALITY + THROUGHPUT
 
 REPORTS = (
-    Report("loss_curve", "the training loss against the step", f"{_P}:loss_curve"),
+    Report("loss_curve", "the training loss against the step", f"{_P}:loss_curve", every_seed=True),
     Report(
         "density_2d",
         "2-D data: true density | density recovered from the learned score, with samples | score field",

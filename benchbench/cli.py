@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from benchbench import __version__
-from benchbench.commands import listing, perf, run, server, table, ui
+from benchbench.commands import check, listing, perf, run, server, table, ui
 from benchbench.errors import BenchError
 
 
@@ -48,6 +48,7 @@ def cli(ctx: click.Context, plugin_modules: tuple[str, ...]) -> None:
 for command in (
     listing.list_command,
     run.run_command,
+    check.check_command,
     server.server_command,
     table.table_command,
     ui.ui_command,

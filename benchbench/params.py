@@ -32,7 +32,9 @@ class Param:
 
     ``type`` is one of int, float, str, bool, floats (a comma-separated list of floats), path; it is
     inferred from ``default`` when omitted. ``low``/``high`` are inclusive bounds for numbers (and
-    for every element of ``floats``); ``choices`` restricts strings.
+    for every element of ``floats``); ``choices`` restricts strings. ``cost_only`` declares a parameter
+    that changes what a step costs but not the value it computes (a chunk size, another algorithm for the
+    same number): the conformance kit checks that every other parameter changes the loss, and exempts these.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
+    cost_only: bool = False
 
     @property
     def kind(self) -> str:

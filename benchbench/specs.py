@@ -56,7 +56,9 @@ class Objective:
     ``score_fn(x)`` maps a batch ``(n, d)`` to scores ``(n, d)``; for ``noise_conditional``
     objectives it is ``score_fn(x, sigma)`` with one sigma per example, shape ``(n,)``.
     ``biased`` objectives (e.g. denoising) do not estimate the implicit score-matching objective J
-    without bias; the conformance kit then checks their declared closed form instead.
+    without bias; ``expected_bias`` then names their closed form E[loss] - J on the conformance kit's linear
+    score model s(x) = -A(x - b), as ``"module:function"`` with the signature
+    ``expected_bias(hparams, A, b, mu, Sigma) -> float`` (numpy; mu, Sigma: the data's mean and covariance).
     """
 
     name: str
@@ -66,6 +68,7 @@ class Objective:
     noise_conditional: bool = False
     biased: bool = False
     reference: str = ""
+    expected_bias: Ref | None = None
     perf_reference: Mapping[str, Any] = field(default_factory=dict)
     """Parameters of a reference variant that ``bench perf`` times beside the default (exact score matching:
     ``{"method": "loop"}``, the loop of d autograd calls that users write first)."""

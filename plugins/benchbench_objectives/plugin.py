@@ -31,12 +31,19 @@ EXACT = Objective(
     description="Implicit score matching with the exact Jacobian trace, E[1/2||s||^2 + tr(ds/dx)]",
     losses=_losses("exact_loss"),
     params=(
-        Param("chunk", 0, "basis vectors per block of the trace, to bound memory (0: all d at once)", low=0),
+        Param(
+            "chunk",
+            0,
+            "basis vectors per block of the trace, to bound memory (0: all d at once)",
+            low=0,
+            cost_only=True,
+        ),
         Param(
             "method",
             "auto",
             "how the trace is computed; loop is the d-autograd-call reference, for bench perf",
             choices=("auto", "forward-tangent", "jacfwd", "jacrev", "jvp-basis", "loop"),
+            cost_only=True,
         ),
     ),
     reference="Hyvarinen (2005), Estimation of non-normalized statistical models by score matching",
@@ -67,6 +74,7 @@ DENOISING = Objective(
     losses=_losses("denoising_loss"),
     params=(Param("sigma", 0.1, "noise standard deviation", low=1e-6),),
     biased=True,
+    expected_bias="benchbench_objectives.bias:denoising_bias",
     reference="Vincent (2011), A connection between score matching and denoising autoencoders",
 )
 
@@ -81,6 +89,7 @@ MULTISCALE = Objective(
     ),
     noise_conditional=True,
     biased=True,
+    expected_bias="benchbench_objectives.bias:multiscale_bias",
     reference="Song & Ermon (2019), Generative modeling by estimating gradients of the data distribution",
 )
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from benchbench import hookimpl
-from benchbench.params import Param
-from benchbench.specs import Objective
+from benchbench import Objective, Param, hookimpl
 
 BIAS = "benchbench_peers.bias:"
 

@@ -68,6 +68,8 @@ class Record:
     compile_s: float | None = None
     memory_source: str = ""
     device: str = ""
+    threads: str = ""
+    """The intra-op threads the program ran with (its ``threads`` tag)."""
     mflop_per_step: float | None = None
     """The step's floating-point operations, counted by the framework (torch FlopCounterMode, XLA cost analysis)."""
     matmul_gflop_per_s: float | None = None
@@ -145,6 +147,7 @@ def measure(job: Job) -> Record:
         known = [mb for mb, _ in memory if mb is not None]
         record.peak_memory_mb = max(known) if known else None
         record.memory_source, record.device = memory[-1][1], program.device
+        record.threads = str(program.tags.get("threads", ""))
         _floor(record, program)
     except Exception as error:  # noqa: BLE001 - a failing combination is a row of the report, not a crash
         record.error = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"

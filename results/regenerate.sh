@@ -13,6 +13,9 @@ trap 'rm -rf "$store"' EXIT
 uri="sqlite:///$store/mlflow.db"
 experiment="results"
 
+# The built-in plugins only: the results are about benchbench's own objectives (peers: results/audit.sh).
+export BENCHBENCH_PLUGINS="${BENCHBENCH_PLUGINS:-objectives,torch,jax,datasets,metrics,samplers,executors}"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 cd "$store" # MLflow writes run artifacts under ./mlruns: keep them in the temporary store
 status=0
 "$bench" run --quick --tracking-uri "$uri" --experiment "$experiment" "$@" | tee "$store/run.txt" || status=$?
@@ -21,6 +24,7 @@ if [ "$status" -gt 1 ]; then
     echo "regenerate.sh: bench run exited with $status; results/ left unchanged" >&2
     exit "$status"
 fi
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 summary="$(tail -n 1 "$store/run.txt")"
 summary="${summary%%  (experiment*}" # the temporary store's path is noise
 
@@ -32,6 +36,7 @@ table=("$bench" table --tracking-uri "$uri" --experiment "$experiment")
 "${table[@]}" --format html --output "$new/table.html"
 "${table[@]}" --format latex --output "$new/table.tex"
 "${table[@]}" --format json --output "$new/table.json"
+python "$root/results/spread.py" "$uri" "$experiment" >"$new/spread.md"
 
 {
     echo "# Results of the default suite"
@@ -47,12 +52,20 @@ table=("$bench" table --tracking-uri "$uri" --experiment "$experiment")
     echo
     echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) by \`bench run --quick${*:+ $*}\`: $summary"
     echo
+    echo "Load average (1, 5, 15 min) before the run: $load_before; after it: $load_after (2 cores; a figure"
+    echo "taken beside another busy process is not comparable, see DESIGN.md, \"How benchbench times\")."
+    echo "Plugins: $BENCHBENCH_PLUGINS."
+    echo
     echo "## Comparison table"
     echo
     cat "$new/table.md"
     echo
     echo "The same table: [table.csv](table.csv), [table.json](table.json), [table.html](table.html),"
     echo "[table.tex](table.tex) (booktabs)."
+    echo
+    echo "## Seed-to-seed spread of the step time"
+    echo
+    cat "$new/spread.md"
     echo
     echo "## Plots"
     echo
@@ -64,6 +77,6 @@ table=("$bench" table --tracking-uri "$uri" --experiment "$experiment")
 } >"$new/README.md"
 
 mkdir -p "$out"
-rm -rf "$out/plots" "$out"/table.* "$out/README.md"
+rm -rf "$out/plots" "$out"/table.* "$out/README.md" "$out/spread.md"
 cp -r "$new"/. "$out"/
 echo "regenerate.sh: wrote $out ($summary)"

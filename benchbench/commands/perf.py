@@ -58,6 +58,12 @@ from benchbench.commands import plugins_of
     help="Score network s(x), or energy network E(x) with s = -grad E.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Intra-op threads of the backend (default: the backend's; JAX applies it only in a fresh process).",
+)
+@click.option(
     "--isolate/--in-process",
     default=True,
     show_default=True,
@@ -74,7 +80,7 @@ from benchbench.commands import plugins_of
 def perf_command(ctx: click.Context, **options: Any) -> None:
     """Time one train step per objective x backend x dimension (median ms, peak memory, compile time)."""
     plugins = plugins_of(ctx)
-    settings = {k: options[k] for k in ("width", "depth", "device", "dtype", "model")} | {
+    settings = {k: options[k] for k in ("width", "depth", "device", "dtype", "model", "threads")} | {
         "compile": options["compile_"]
     }
     jobs = perf.jobs_for(

@@ -56,7 +56,11 @@ class Objective:
     ``score_fn(x)`` maps a batch ``(n, d)`` to scores ``(n, d)``; for ``noise_conditional``
     objectives it is ``score_fn(x, sigma)`` with one sigma per example, shape ``(n,)``.
     ``biased`` objectives (e.g. denoising) do not estimate the implicit score-matching objective J
-    without bias; the conformance kit then checks their declared closed form instead.
+    without bias; the conformance kit then checks their declared closed form instead:
+    ``expected_bias(hparams, A, b, mu, Sigma) -> float`` = E[loss] - J for the linear score s(x) = -A(x - b)
+    (which ignores sigma) on data of mean mu and covariance Sigma. ``noise_schedule`` says how a
+    noise-conditional objective draws its noise (one of :data:`benchbench.noise.SCHEDULES`), from which
+    :func:`benchbench.noise.objective_ladder` builds the trained model's ``sigmas``.
     """
 
     name: str
@@ -66,6 +70,8 @@ class Objective:
     noise_conditional: bool = False
     biased: bool = False
     reference: str = ""
+    expected_bias: Ref | None = None
+    noise_schedule: str = "ladder"
 
     def loss_for(self, backend: str) -> Callable[..., Any]:
         if backend not in self.losses:

@@ -32,9 +32,10 @@ class Param:
 
     ``type`` is one of int, float, str, bool, floats (a comma-separated list of floats), path; it is
     inferred from ``default`` when omitted. ``low``/``high`` are inclusive bounds for numbers (and
-    for every element of ``floats``); ``choices`` restricts strings. ``cost_only`` declares a parameter
-    that changes what a step costs but not the value it computes (a chunk size, another algorithm for the
-    same number): the conformance kit checks that every other parameter changes the loss, and exempts these.
+    for every element of ``floats``); ``choices`` restricts strings. ``loss_independent`` says why the loss's
+    value for a given model does not depend on the parameter: it changes only the cost (a chunk size, another
+    algorithm for the same number), the network a backend builds, or what is evaluated after training. The
+    conformance kit checks that every other parameter changes the loss, and exempts these with that reason.
     """
 
     name: str
@@ -44,7 +45,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
-    cost_only: bool = False
+    loss_independent: str = ""
 
     @property
     def kind(self) -> str:

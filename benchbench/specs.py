@@ -56,9 +56,11 @@ class Objective:
     ``score_fn(x)`` maps a batch ``(n, d)`` to scores ``(n, d)``; for ``noise_conditional``
     objectives it is ``score_fn(x, sigma)`` with one sigma per example, shape ``(n,)``.
     ``biased`` objectives (e.g. denoising) do not estimate the implicit score-matching objective J
-    without bias; ``expected_bias`` then names their closed form E[loss] - J on the conformance kit's linear
-    score model s(x) = -A(x - b), as ``"module:function"`` with the signature
-    ``expected_bias(hparams, A, b, mu, Sigma) -> float`` (numpy; mu, Sigma: the data's mean and covariance).
+    without bias; the conformance kit then checks their declared closed form instead:
+    ``expected_bias(hparams, A, b, mu, Sigma) -> float`` = E[loss] - J for the linear score s(x) = -A(x - b)
+    (which ignores sigma) on data of mean mu and covariance Sigma. ``noise_schedule`` says how a
+    noise-conditional objective draws its noise (one of :data:`benchbench.noise.SCHEDULES`), from which
+    :func:`benchbench.noise.objective_ladder` builds the trained model's ``sigmas``.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Objective:
     perf_reference: Mapping[str, Any] = field(default_factory=dict)
     """Parameters of a reference variant that ``bench perf`` times beside the default (exact score matching:
     ``{"method": "loop"}``, the loop of d autograd calls that users write first)."""
+    noise_schedule: str = "ladder"
 
     def loss_for(self, backend: str) -> Callable[..., Any]:
         if backend not in self.losses:

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from benchbench.errors import SkipTrial, TrialFailure
-from benchbench.params import Param
+from benchbench.params import Param, resolve
 from benchbench.plugins import Plugins, get_plugins
 from benchbench.runner import run_trial
-from benchbench.specs import Objective
+from benchbench.specs import Objective, resolve_ref
 from benchbench.testing import (
     DRIVEN,
     ConformanceError,
@@ -37,13 +37,41 @@ PLUGINS = Plugins()
 
 
 def denoising_bias(hparams, A, b, mu, Sigma) -> float:
-    from benchbench_objectives.bias import denoising_bias as declared
+    """E 1/2||s(x + sigma z) + z/sigma||^2 = J + d/(2 sigma^2) + sigma^2/2 ||A||_F^2 for s(x) = -A(x - b)."""
+    sigma = hparams["sigma"]
+    return A.shape[0] / (2 * sigma**2) + sigma**2 / 2 * np.sum(A**2)
 
-    return declared(hparams, A, b, mu, Sigma)
+
+def multiscale_bias(hparams, A, b, mu, Sigma) -> float:
+    """With lambda = sigma^2 (preconditioning=ncsn) and sigma uniform on the ladder: E = m2 J + d/2 + m4/2 ||A||_F^2
+    (m_k = mean sigma^k)."""
+    ladder = np.geomspace(hparams["sigma_max"], hparams["sigma_min"], hparams["n_sigmas"])
+    m2, m4 = np.mean(ladder**2), np.mean(ladder**4)
+    return (m2 - 1) * exact_objective(A, b, mu, Sigma) + A.shape[0] / 2 + m4 / 2 * np.sum(A**2)
+
+
+def test_declared_biases_are_the_independent_closed_forms():
+    """The objectives' own expected_bias (benchbench_objectives.bias) against the formulas written out above."""
+    problem = gaussian_problem()
+    mu, Sigma = problem.moments
+    cases = [
+        ("denoising", {"sigma": 0.3}, denoising_bias),
+        (
+            "denoising-multiscale",
+            {"sigma_min": 0.1, "sigma_max": 2.0, "n_sigmas": 4, "preconditioning": "ncsn"},
+            multiscale_bias,
+        ),
+    ]
+    for name, given, formula in cases:
+        objective = PLUGINS.get("objective", name)
+        hparams = resolve(name, objective.params, given)
+        declared = resolve_ref(objective.expected_bias, name)(hparams, problem.A, problem.b, mu, Sigma)
+        assert declared == pytest.approx(formula(hparams, problem.A, problem.b, mu, Sigma), rel=1e-12)
 
 
 @pytest.mark.parametrize("name, backend", registered_cases(plugins=PLUGINS))
 def test_registered_objective_conforms(name, backend):
+    """Every built-in objective with the bias it declares (``Objective.expected_bias``)."""
     report = check_objective(PLUGINS.get("objective", name), [backend], plugins=PLUGINS)
     assert list(report.checked) == [backend] and report.label.startswith(f"objective {name!r} of plugin ")
     assert {row.status for row in report.rows} <= {"pass", "skip"}  # the built-ins also run under torch.func
@@ -255,9 +283,9 @@ def test_second_values_are_valid_and_differ():
     assert second_values(Param("flag", True)) == [False] and second_values(Param("path", "x", type="path")) == []
 
 
-def test_cost_only_parameters_are_exempt_from_sensitivity():
+def test_loss_independent_parameters_are_exempt_from_sensitivity():
     exact = PLUGINS.get("objective", "exact")
-    assert {p.name for p in exact.params if p.cost_only} == {"chunk", "method"}
+    assert {p.name for p in exact.params if p.loss_independent} == {"chunk", "method"}
     report = check_objective(exact, ["torch"], plugins=PLUGINS)
     rows = {row.check: row for row in report.rows}
     assert rows["sensitivity[chunk]"].status == rows["sensitivity[method]"].status == "skip"

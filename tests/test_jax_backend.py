@@ -14,7 +14,7 @@ import pytest
 from benchbench_datasets.gaussian import load as load_gaussian
 from benchbench_jax import autodiff, losses
 from benchbench_jax.backend import JaxProgram, resolve_device
-from benchbench_jax.models import Architecture, MLPScore, init_params, network, score_function
+from benchbench_jax.models import Architecture, MLPScore, init_params, network, score, score_function
 from benchbench_jax.trained import JaxModel
 
 from benchbench.errors import ParameterError, TrialFailure, UsageError
@@ -172,7 +172,7 @@ def test_multiscale_denoising_expectation(x64):
     def batch_loss(key):
         x_key, loss_key = jax.random.split(key)
         xs = jnp.asarray(mu) + jax.random.normal(x_key, (256, dim), jnp.float64) @ jnp.asarray(root).T
-        return losses.multiscale_denoising_loss(score_fn, xs, loss_key, 0.1, 1.0, 4)
+        return losses.multiscale_denoising_loss(score_fn, xs, loss_key, 0.1, 1.0, 4, "ncsn")
 
     assert_mean(draws(batch_loss, 400), expected)
     with pytest.raises(ParameterError, match="sigma_min"):
@@ -274,10 +274,10 @@ def test_noise_conditional_fast_path_at_one_sigma(x64):
     fn = MLPScore(arch, params, sigma)
     per_example = jax.vmap(lambda row, s: jnp.trace(jax.jacfwd(lambda r: fn(r[None], s[None])[0])(row)))
     (scores, trace), expected, raw = jax.jit(
-        lambda x: (fn.tangent_trace(x, 2), per_example(x, sigma), network(arch, params, x, sigma))
+        lambda x: (fn.tangent_trace(x, 2), per_example(x, sigma), score(arch, params, x, sigma))
     )(x)
     np.testing.assert_allclose(trace, expected, rtol=1e-10)
-    np.testing.assert_allclose(scores, raw / 0.3, rtol=1e-12)
+    np.testing.assert_allclose(scores, raw, rtol=1e-12)
 
 
 def test_vjp_quadratic_form_equals_the_jvp_one(x64):

@@ -112,7 +112,7 @@ FAMILIES = {
     "denoising": {
         "params": (Param("sigma", 1.0, low=1e-3),),
         "biased": True,
-        "expected_bias": "benchbench_objectives.bias:denoising_bias",
+        "expected_bias": "benchbench_objectives.bias:denoising",
     },
 }
 

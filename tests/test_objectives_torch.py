@@ -14,7 +14,7 @@ from benchbench_torch import autodiff, losses
 from benchbench_torch.models import ACTIVATIONS, EnergyMLP, NoiseConditionalMLP, ScoreMLP
 
 from benchbench.errors import ParameterError
-from benchbench.noise import sigma_ladder
+from benchbench.noise import Preconditioning, sigma_ladder
 from benchbench.plugins import get_plugins
 
 N_SE = 5.0
@@ -148,7 +148,7 @@ def test_multiscale_loss_matches_its_closed_form_averaged_over_the_ladder():
         [
             float(
                 losses.multiscale_denoising_loss(
-                    score, gaussian_batch(mu, root, 2000, s), torch.Generator().manual_seed(s), 0.1, 2.0, 4
+                    score, gaussian_batch(mu, root, 2000, s), torch.Generator().manual_seed(s), 0.1, 2.0, 4, "ncsn"
                 )
             )
             for s in range(40)
@@ -266,7 +266,7 @@ def test_energy_mlp_trace_is_minus_the_laplacian():
 
 def test_noise_conditional_mlp_divides_by_sigma():
     torch.manual_seed(0)
-    net = NoiseConditionalMLP(3, 8, 2, "tanh", energy=False).to(F64)
+    net = NoiseConditionalMLP(3, 8, 2, "tanh", energy=False, preconditioning=Preconditioning("ncsn")).to(F64)
     x = torch.randn(4, 3, dtype=F64)
     sigma = torch.tensor([0.1, 0.5, 1.0, 2.0], dtype=F64)
     inner = net.f(torch.cat([x, sigma.log().unsqueeze(1)], dim=1))
@@ -285,7 +285,7 @@ def test_method_errors_name_the_problem():
 
 def test_every_objective_is_declared_with_both_backends_and_bounded_params():
     objectives = {name: get_plugins().get("objective", name) for name in get_plugins().names("objective")}
-    expected = {"exact", "sliced", "hutchinson", "denoising", "denoising-multiscale"}
+    expected = {"exact", "sliced", "hutchinson", "denoising", "denoising-multiscale", "diffusion-ve", "diffusion-vp"}
     assert expected <= set(objectives)
     for name in expected:
         objective = objectives[name]

@@ -18,6 +18,7 @@ from benchbench_jax.models import Architecture, score, score_function
 from benchbench_torch import losses as torch_losses
 from benchbench_torch.models import build_model
 
+from benchbench.noise import Preconditioning
 from benchbench.trial import Settings
 
 RTOL = 1e-6
@@ -141,7 +142,11 @@ def test_multiscale_denoising_with_replayed_noise(model):
             net, torch.tensor(x), torch.Generator().manual_seed(7), 0.05, 1.0, 4
         ),
         lambda p: jax_losses.multiscale_denoising_core(
-            score_function(arch, p), jnp.asarray(x), jnp.asarray(z), jnp.asarray(ladder[levels])
+            score_function(arch, p),
+            jnp.asarray(x),
+            jnp.asarray(z),
+            jnp.asarray(ladder[levels]),
+            jnp.asarray(Preconditioning().loss_weight(ladder[levels])),
         ),
         params,
     )

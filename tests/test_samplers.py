@@ -242,7 +242,7 @@ def test_annealed_schedule_for_a_model_without_sigmas():
 
 def test_samplers_are_registered_for_every_backend():
     plugins = get_plugins()
-    for name in ("langevin", "annealed-langevin"):
+    for name in ("langevin", "annealed-langevin", "reverse-sde", "probability-flow"):
         assert set(plugins.get("sampler", name).samplers) == {"torch", "jax", "numpy"}
     code = (
         "import sys, benchbench_samplers.plugin, benchbench_metrics.plugin; "
@@ -277,3 +277,64 @@ def test_eval_context_passes_sampler_parameters():
     assert near_modes(_context(NumpyModel(mixture_score)).samples) > 0.95
     ctx = _context(NumpyModel(mixture_score), "langevin", {"eps": 1e-12, "n_steps": 1})
     assert near_modes(ctx.samples) < 0.3 and ctx.sampler_used == "langevin"
+
+
+# -- reverse SDE and probability flow ----------------------------------------------------------------------------
+
+SDE_SHORT = {"n_steps": 30, "sigma_max": 0.0, "sigma_min": 0.0}
+
+
+@pytest.mark.parametrize("kind", ["reverse_sde", "probability_flow"])
+def test_torch_sde_samplers_are_the_reference_on_the_same_noise(kind, one_torch_thread):
+    from benchbench_samplers import torch_sde
+
+    model, x0 = TorchMixture(NCSN_SIGMAS), uniform_start(256)
+    got = getattr(torch_sde, kind)(model, x0, 3, **SDE_SHORT)
+    expected = getattr(reference, kind)(
+        NumpyModel(mixture_score, NCSN_SIGMAS), x0, 3, **SDE_SHORT, normal=_torch_normal(3)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    assert np.abs(got - x0).mean() > 1.0
+
+
+@pytest.mark.parametrize("kind", ["reverse_sde", "probability_flow"])
+def test_jax_sde_samplers_are_the_reference_on_the_same_keys(kind):
+    import jax
+    from benchbench_samplers import jax_sde
+
+    x0 = uniform_start(256)
+    with jax.enable_x64(True):
+        got = getattr(jax_sde, kind)(JaxMixture(NCSN_SIGMAS, "float64"), x0, 8, **SDE_SHORT)
+        expected = getattr(reference, kind)(
+            NumpyModel(mixture_score, NCSN_SIGMAS), x0, 8, **SDE_SHORT, normal=_jax_normal(8)
+        )
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    assert np.abs(got - x0).mean() > 1.0
+
+
+@pytest.mark.parametrize("kind", ["reverse_sde", "probability_flow"])
+def test_sde_samplers_reach_a_gaussian(kind):
+    """With the exact perturbed score of N(0, v I), -x / (v + sigma^2), both samplers end near N(0, v I): 4000
+    samples give the variance to ~2.2% (s.e.); 10% allows for the discretisation of 200 / 50 steps."""
+    v = 2.0
+    model = NumpyModel(lambda x, sigma: -x / (v + sigma**2), np.geomspace(20.0, 0.01, 10))
+    n_steps = 200 if kind == "reverse_sde" else 50
+    x0 = np.random.default_rng(1).uniform(-1, 1, size=(4000, 2))
+    samples = getattr(reference, kind)(model, x0, 2, n_steps=n_steps, sigma_max=0.0, sigma_min=0.0)
+    assert np.var(samples, axis=0) == pytest.approx([v, v], rel=0.1)
+    assert np.abs(samples.mean(axis=0)).max() < 0.15
+
+
+def test_reverse_sde_recovers_the_ncsn_mode_weights():
+    """The exact score, like annealed Langevin: the reverse SDE from sigma = 20 finds the 0.8 / 0.2 weights."""
+    model = NumpyModel(mixture_score, NCSN_SIGMAS)
+    samples = reference.reverse_sde(model, uniform_start(), 4, n_steps=300, sigma_max=0.0, sigma_min=0.0)
+    assert share_of_heavy_mode(samples) == pytest.approx(0.8, abs=0.05)
+
+
+def test_sde_samplers_need_a_noise_conditional_model():
+    with pytest.raises(ParameterError, match="needs a noise-conditional model"):
+        reference.reverse_sde(NumpyModel(mixture_score), uniform_start(8), 0, 10, 0.0, 0.0)
+    with pytest.raises(ParameterError, match="not a ladder"):
+        reference.probability_flow(NumpyModel(mixture_score, NCSN_SIGMAS), uniform_start(8), 0, 10, 1.0, 2.0)

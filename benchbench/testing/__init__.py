@@ -38,7 +38,7 @@ first broken rule stopping that backend:
    Conditioning on the batch removes the data's sampling noise: the tolerance measures the objective's own
    randomness only. When every draw is the same, the message says the loss ignores its key or generator;
 6. sensitivity: with the same seed, on the nonlinear model, the loss changes when each declared hyperparameter
-   moves to another valid value (every other choice; x2 or +1 for numbers), except ``Param(cost_only=True)``;
+   moves to another valid value (every other choice; x2 or +1 for numbers), except ``Param(loss_independent=...)``;
 7. the expectation check on the linear model again at a second valid value of each numeric hyperparameter.
 
 Everything runs in float64 on a small problem (d = 3, n = 1024): seconds per backend on a CPU.

@@ -48,13 +48,14 @@ def identify(objective: Objective, plugins: Plugins | None) -> tuple[str, str]:
     return f"objective {objective.name!r}", "(unregistered)"
 
 
-def second_values(param: Param) -> list[Any]:
-    """Other valid values of a declared hyperparameter, the first that the loss accepts is used.
+def second_values(param: Param, current: Any = None) -> list[Any]:
+    """Other valid values of a declared hyperparameter than ``current`` (default: its default); the first that the
+    loss accepts is used.
 
     Numbers move by a factor 2 (or 1 for ints) inside their bounds; choices and booleans take every other value.
     A free string or path has no second value the kit could know.
     """
-    kind, default = param.kind, param.default
+    kind, default = param.kind, param.default if current is None else current
     if param.choices:
         candidates: list[Any] = [c for c in param.choices if c != default]
     elif kind == "bool":
@@ -224,11 +225,12 @@ class BackendRun:
 
     def sensitivity(self, param: Param) -> Iterator[tuple[str, str, str, str, str]]:
         check = f"sensitivity[{param.name}]"
-        if param.cost_only:
-            yield (check, "skip", "", "", "declared cost_only: changes the cost, not the value")
+        if param.loss_independent:
+            yield (check, "skip", "", "", f"declared loss_independent: {param.loss_independent}")
             return
         model, base = self.problem.nonlinear, None
-        for value in second_values(param):
+        current = self.values[param.name]
+        for value in second_values(param, current):
             hparams = {**self.values, param.name: value}
             try:
                 changed = self._guarded(
@@ -240,13 +242,13 @@ class BackendRun:
                 raise
             base = base if base is not None else self._guarded(check, lambda: self.driver.value(model, self.values, 0))
             tag = f"sensitivity[{param.name}={value}]"
-            said = f"!= {fmt(base)} at {param.name}={param.default!r}"
+            said = f"!= {fmt(base)} at {param.name}={current!r}"
             if not abs(changed - base) > SENSITIVE_RTOL * max(1.0, abs(base)):
                 raise Failure(
                     tag,
-                    f"gives {changed!r} at {param.name}={value!r} and {base!r} at {param.name}={param.default!r} with "
-                    f"the same seed: the loss ignores {param.name!r} (declare cost_only=True if it changes only the "
-                    "cost)",
+                    f"gives {changed!r} at {param.name}={value!r} and {base!r} at {param.name}={current!r} with "
+                    f"the same seed: the loss ignores {param.name!r} (declare loss_independent='why' if its "
+                    "value for a given model does not depend on it, e.g. a chunk size)",
                     fmt(changed),
                     said,
                 )

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from benchbench.errors import TrialFailure, UsageError
-from benchbench.noise import objective_ladder
+from benchbench.noise import objective_ladder, objective_preconditioning
 from benchbench.specs import Data, Objective
 from benchbench_jax.models import Architecture, init_params, score_function
 from benchbench_jax.trained import JaxModel
@@ -166,6 +166,7 @@ class JaxProgram:
             activation=settings.activation,
             energy=settings.model == "energy-mlp",
             noise_conditional=objective.noise_conditional,
+            preconditioning=objective_preconditioning(objective, hparams),
         )
         self.program = compiled_program(
             self.arch,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from benchbench.errors import ParameterError
-from benchbench.noise import sigma_ladder
+from benchbench.noise import Preconditioning, diffusion_sigma, diffusion_weight, sigma_ladder
 from benchbench_jax.autodiff import directional_vjp, score_and_trace
 
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -100,11 +100,14 @@ def denoising_loss(score_fn: Callable, x: jax.Array, key: jax.Array, sigma: floa
     return denoising_core(score_fn, x, jax.random.normal(key, x.shape, x.dtype), sigma)
 
 
-def multiscale_denoising_core(score_fn: Callable, x: jax.Array, z: jax.Array, sigmas: jax.Array) -> jax.Array:
-    """1/2 mean of sigma^2 ||s(x + sigma z, sigma) + z / sigma||^2 with one ``sigmas`` entry per example."""
+def multiscale_denoising_core(
+    score_fn: Callable, x: jax.Array, z: jax.Array, sigmas: jax.Array, weights: jax.Array | float = 1.0
+) -> jax.Array:
+    """1/2 mean of weight sigma^2 ||s(x + sigma z, sigma) + z / sigma||^2 with one ``sigmas`` (and ``weights``)
+    entry per example; every noise-conditional objective here is this core with its own draws of sigma."""
     scale = sigmas[:, None]
-    residual = score_fn(x + scale * z, sigmas) + z / scale
-    return 0.5 * jnp.mean(sigmas**2 * jnp.sum(residual**2, axis=1))
+    residual = scale * score_fn(x + scale * z, sigmas) + z
+    return 0.5 * jnp.mean(weights * jnp.sum(residual**2, axis=1))
 
 
 def multiscale_denoising_loss(
@@ -114,13 +117,67 @@ def multiscale_denoising_loss(
     sigma_min: float = 0.01,
     sigma_max: float = 1.0,
     n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
 ) -> jax.Array:
-    """Noise-conditional multi-scale DSM (NCSN, Song & Ermon 2019), lambda(sigma) = sigma^2 weighting.
+    """Noise-conditional multi-scale DSM (NCSN, Song & Ermon 2019), weighted per level as the network is
+    preconditioned (:class:`benchbench.noise.Preconditioning`): ``edm`` Karras et al. (2022), else sigma^2.
 
-    One sigma per example, drawn uniformly from the ladder, as in the reference code; the sigma^2 weight makes
-    every level's term O(1) because the optimal score at level sigma scales like 1/sigma.
+    One sigma per example, drawn uniformly from the ladder, as in the reference code.
     """
     level_key, noise_key = jax.random.split(key)
     ladder = jnp.asarray(sigma_ladder(sigma_min, sigma_max, n_sigmas), x.dtype)
     sigmas = ladder[jax.random.randint(level_key, (x.shape[0],), 0, n_sigmas)]
-    return multiscale_denoising_core(score_fn, x, jax.random.normal(noise_key, x.shape, x.dtype), sigmas)
+    weights = Preconditioning(preconditioning, sigma_data).loss_weight(sigmas)
+    return multiscale_denoising_core(score_fn, x, jax.random.normal(noise_key, x.shape, x.dtype), sigmas, weights)
+
+
+def diffusion_core(schedule: str, score_fn: Callable, x: jax.Array, t: jax.Array, z: jax.Array, hparams) -> jax.Array:
+    """Song et al. (2021), eq. 7, at given times ``t`` (n,) and noise ``z``, in the scaled coordinates of
+    :mod:`benchbench.noise`: x~ = x + sigma(t) z, weight w(t) on 1/2 ||sigma s + z||^2."""
+    sigmas = diffusion_sigma(schedule, t, hparams, jnp)
+    weights = diffusion_weight(schedule, hparams["weighting"], t, hparams, jnp)
+    return multiscale_denoising_core(score_fn, x, z, sigmas, weights)
+
+
+def _diffusion_loss(schedule: str, score_fn: Callable, x: jax.Array, key: jax.Array, hparams) -> jax.Array:
+    time_key, noise_key = jax.random.split(key)
+    t = jax.random.uniform(time_key, (x.shape[0],), x.dtype, hparams["eps"], 1.0)
+    return diffusion_core(schedule, score_fn, x, t, jax.random.normal(noise_key, x.shape, x.dtype), hparams)
+
+
+def diffusion_ve_loss(
+    score_fn: Callable,
+    x: jax.Array,
+    key: jax.Array,
+    sigma_min: float = 0.01,
+    sigma_max: float = 10.0,
+    eps: float = 1e-5,
+    weighting: str = "sigma2",
+    n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
+) -> jax.Array:
+    """Score SDE, VE (Song et al. 2021): t ~ U(eps, 1), x~ = x + sigma(t) z, sigma(t) geometric in t; lambda =
+    sigma^2 or likelihood weighting. ``n_sigmas``, ``preconditioning``, ``sigma_data`` shape the model only."""
+    hparams = {"sigma_min": sigma_min, "sigma_max": sigma_max, "eps": eps, "weighting": weighting}
+    return _diffusion_loss("ve", score_fn, x, key, hparams)
+
+
+def diffusion_vp_loss(
+    score_fn: Callable,
+    x: jax.Array,
+    key: jax.Array,
+    beta_min: float = 0.1,
+    beta_max: float = 20.0,
+    eps: float = 1e-5,
+    weighting: str = "sigma2",
+    t_end: float = 1e-3,
+    n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
+) -> jax.Array:
+    """Score SDE, VP (Song et al. 2021) in the scaled coordinates x_t / alpha(t) = x + sigma(t) z, sigma =
+    sqrt(exp(B(t)) - 1) (see the torch loss of the same name for why this is eq. 7 exactly)."""
+    hparams = {"beta_min": beta_min, "beta_max": beta_max, "eps": eps, "weighting": weighting}
+    return _diffusion_loss("vp", score_fn, x, key, hparams)

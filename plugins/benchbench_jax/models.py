@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from benchbench.noise import Preconditioning
 from benchbench_jax.autodiff import basis_blocks, sum_over_blocks
 
 Params = dict[str, list[dict[str, jax.Array]]]
@@ -33,9 +34,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 class Architecture:
     """What the network is, without its weights; hashable, so it can be closed over by jitted functions.
 
-    ``energy``: the MLP outputs a scalar E(x) and the score is -grad_x E. ``noise_conditional``: the
-    NCSN-style MLP on ``[x, log sigma]`` whose output is divided by sigma (Song & Ermon 2020 found s ~ 1/sigma
-    at the optimum, so the network only learns the direction and a bounded magnitude).
+    ``energy``: the MLP outputs a scalar E(x) and the score is -grad_x E. ``noise_conditional``: the MLP F on
+    ``[c_in x, c_noise]`` and s = skip x + out F, the coefficients of ``preconditioning`` (``score`` by default,
+    ``edm``, or NCSN's F([x, ln sigma]) / sigma; see :class:`benchbench.noise.Preconditioning`, shared with the
+    torch backend).
     """
 
     dim: int
@@ -44,6 +46,7 @@ class Architecture:
     activation: str
     energy: bool = False
     noise_conditional: bool = False
+    preconditioning: Preconditioning | None = None  # None: the default, Preconditioning()
 
     @property
     def sizes(self) -> list[int]:
@@ -70,18 +73,17 @@ def init_params(arch: Architecture, key: jax.Array, dtype) -> Params:
     return {"layers": [{"w": w, "b": b} for w, b in zip(tensors[::2], tensors[1::2])]}
 
 
-def _inputs(arch: Architecture, x: jax.Array, sigma: jax.Array | None) -> jax.Array:
-    if not arch.noise_conditional:
-        return x
+def _coefficients(arch: Architecture, sigma: jax.Array | None, dtype):
+    """(skip, out, c_in, c_noise), each (n, 1), of a noise-conditional network."""
     if sigma is None:
         raise ValueError("a noise-conditional network needs sigma, one per example")
-    return jnp.concatenate([x, jnp.log(sigma)[:, None].astype(x.dtype)], axis=1)
+    return (arch.preconditioning or Preconditioning()).coefficients(sigma[:, None].astype(dtype), jnp)
 
 
-def network(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
-    """The raw MLP output: ``(n, d)`` for a score network, ``(n, 1)`` for an energy network."""
+def network(arch: Architecture, params: Params, u: jax.Array, c_noise: jax.Array | None = None) -> jax.Array:
+    """The raw MLP F(u) or F([u, c_noise]): ``(n, d)`` for a score network, ``(n, 1)`` for an energy network."""
     act = ACTIVATIONS[arch.activation]
-    h = _inputs(arch, x, sigma)
+    h = u if c_noise is None else jnp.concatenate([u, c_noise], axis=1)
     *hidden, last = params["layers"]
     for layer in hidden:
         h = act(h @ layer["w"].T + layer["b"])
@@ -90,12 +92,16 @@ def network(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array |
 
 def score(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
     """s(x) ``(n, d)``; ``sigma`` ``(n,)`` is ignored by a network that is not noise-conditional."""
-    if arch.energy:
-        energy = lambda points: network(arch, params, points, sigma).sum()  # noqa: E731 - rows are independent
-        out = -jax.grad(energy)(x)
+    if not arch.noise_conditional:
+        c_in, c_noise = 1.0, None
     else:
-        out = network(arch, params, x, sigma)
-    return out / sigma[:, None].astype(out.dtype) if arch.noise_conditional else out
+        skip, out, c_in, c_noise = _coefficients(arch, sigma, x.dtype)
+    if arch.energy:
+        energy = lambda points: network(arch, params, points, c_noise).sum()  # noqa: E731 - rows are independent
+        f = -jax.grad(energy)(c_in * x)
+    else:
+        f = network(arch, params, c_in * x, c_noise)
+    return skip * x + out * f if arch.noise_conditional else f
 
 
 def tangent_trace(
@@ -110,7 +116,11 @@ def tangent_trace(
     """
     act = ACTIVATIONS[arch.activation]
     *hidden, last = params["layers"]
-    h = _inputs(arch, x, sigma)
+    if arch.noise_conditional:
+        skip, out, c_in, c_noise = _coefficients(arch, sigma, x.dtype)
+        h = jnp.concatenate([c_in * x, c_noise], axis=1)
+    else:
+        h = x
     slopes = []
     for layer in hidden:
         h, slope = jax.jvp(act, (h @ layer["w"].T + layer["b"],), (jnp.ones((x.shape[0], arch.width), x.dtype),))
@@ -125,9 +135,8 @@ def tangent_trace(
         return jnp.einsum("nkh,kh->n", tangent, block @ last["w"])
 
     trace = sum_over_blocks(block_trace, basis_blocks(arch.dim, chunk, x.dtype))
-    if arch.noise_conditional:
-        scale = sigma.astype(x.dtype)
-        return scores / scale[:, None], trace / scale
+    if arch.noise_conditional:  # d(skip x + out F(c_in x))/dx = skip I + out c_in dF/du
+        return skip * x + out * scores, arch.dim * skip[:, 0] + (out * c_in)[:, 0] * trace
     return scores, trace
 
 

@@ -10,6 +10,7 @@ _S = "benchbench_metrics.sample_quality"
 _F = "benchbench_metrics.features"
 _T = "benchbench_metrics.throughput"
 _P = "benchbench_metrics.pictures"
+_L = "benchbench_metrics.levels"
 
 # Headline metrics (the default table columns): sm_objective compares objectives on data with no known score;
 # train_step_ms (not also its inverse train_steps_per_s) so that speed counts once in the rank. Not
@@ -159,6 +160,12 @@ REPORTS = (
         f"{_P}:density_2d",
     ),
     Report("image_grid", "images: a grid of samples beside a grid of held-out images", f"{_P}:image_grid", ("image",)),
+    Report(
+        "error_by_sigma",
+        "noise-conditional models: perturbed Fisher divergence against sigma over the model's ladder (log-log)",
+        f"{_L}:error_by_sigma",
+        ("perturbed_score",),
+    ),
 )
 
 

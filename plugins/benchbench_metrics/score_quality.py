@@ -42,16 +42,10 @@ def _sigma_key(sigma: float) -> str:
     return f"sigma_{sigma:.3g}"
 
 
-def perturbed_fisher_divergence(ctx: EvalContext) -> dict[str, float] | None:
-    """1/2 E ||s_theta(x~, sigma) - grad log p_sigma(x~)||^2 with x~ = x + sigma z, x held out, z ~ N(0, I).
-
-    p_sigma is the data density convolved with N(0, sigma^2 I): what denoising score matching at noise sigma
-    actually learns (Vincent 2011), so this is the score error of a noise-trained model against its own
-    target, measured where that target's mass is. The value is at the training sigma (``denoising``'s
-    ``sigma``) or, for a noise-conditional model, at its smallest sigma; ``.sigma`` records which, and a
-    noise-conditional model also gets one ``.sigma_<value>`` entry per level of its ladder. Models trained
-    without noise get nothing.
-    """
+def perturbed_errors(ctx: EvalContext) -> dict[float, float] | None:
+    """{sigma: 1/2 E ||s_theta(x~, sigma) - grad log p_sigma(x~)||^2} over the model's levels (a noise-conditional
+    model: its whole ladder; a ``denoising`` model: its training sigma), x~ = x + sigma z with one fixed z per test
+    point; None for a model trained without noise."""
     conditional = bool(ctx.model.noise_conditional)
     if conditional:
         levels = [float(s) for s in ctx.model.sigmas]
@@ -61,11 +55,29 @@ def perturbed_fisher_divergence(ctx: EvalContext) -> dict[str, float] | None:
         return None
     x = ctx.data.test.astype(np.float64)
     z = np.random.default_rng(ctx.seed + 104729).standard_normal(x.shape)
-    values: dict[str, float] = {}
+    errors: dict[float, float] = {}
     for sigma in levels:
         noisy = x + sigma * z
         diff = ctx.model.score(noisy, sigma if conditional else None) - ctx.data.perturbed_score(noisy, sigma)
-        values[_sigma_key(sigma)] = float(0.5 * np.mean(np.sum(diff * diff, axis=1)))
-    smallest = min(levels)
-    result = {"value": values[_sigma_key(smallest)], "sigma": smallest}
-    return result | values if len(levels) > 1 else result
+        errors[sigma] = float(0.5 * np.mean(np.sum(diff * diff, axis=1)))
+    return errors
+
+
+def perturbed_fisher_divergence(ctx: EvalContext) -> dict[str, float] | None:
+    """1/2 E ||s_theta(x~, sigma) - grad log p_sigma(x~)||^2 with x~ = x + sigma z, x held out, z ~ N(0, I).
+
+    p_sigma is the data density convolved with N(0, sigma^2 I): what denoising score matching at noise sigma
+    actually learns (Vincent 2011), so this is the score error of a noise-trained model against its own
+    target, measured where that target's mass is. The value is at the training sigma (``denoising``'s
+    ``sigma``) or, for a noise-conditional model, at its smallest sigma; ``.sigma`` records which, and a
+    noise-conditional model also gets one ``.sigma_<value>`` entry per level of its ladder (every objective's
+    ladder: NCSN's, or the VE / VP process's levels, :func:`benchbench.noise.objective_ladder`). Models trained
+    without noise get nothing.
+    """
+    errors = perturbed_errors(ctx)
+    if errors is None:
+        return None
+    values = {_sigma_key(sigma): value for sigma, value in errors.items()}
+    smallest = min(errors)
+    result = {"value": errors[smallest], "sigma": smallest}
+    return result | values if len(errors) > 1 else result

@@ -1,4 +1,5 @@
-"""Registers the built-in samplers through the public ``register_samplers`` hook.
+"""Registers the built-in samplers (Langevin, annealed Langevin, reverse SDE, probability flow) through the public
+``register_samplers`` hook.
 
 Each sampler has a torch and a JAX implementation that run on the model's device, and a numpy one that
 needs only ``model.score`` (the reference the other two are tested against).
@@ -11,10 +12,10 @@ from benchbench.params import Param
 from benchbench.specs import Sampler
 
 
-def _implementations(function: str) -> dict[str, str]:
+def _implementations(function: str, family: str = "langevin") -> dict[str, str]:
     return {
-        "torch": f"benchbench_samplers.torch_langevin:{function}",
-        "jax": f"benchbench_samplers.jax_langevin:{function}",
+        "torch": f"benchbench_samplers.torch_{family}:{function}",
+        "jax": f"benchbench_samplers.jax_{family}:{function}",
         "numpy": f"benchbench_samplers.reference:{function}",
     }
 
@@ -45,7 +46,34 @@ ANNEALED_LANGEVIN = Sampler(
 )
 
 
+def _grid_params(n_steps: int) -> tuple[Param, ...]:
+    return (
+        Param(
+            "n_steps", n_steps, "steps of the sigma grid, geometric from sigma_max to sigma_min, then one to 0", low=1
+        ),
+        Param("sigma_max", 0.0, "where the grid starts; 0 = the largest sigma of the model's ladder", low=0.0),
+        Param("sigma_min", 0.0, "the last sigma before 0; 0 = the smallest of the model's ladder", low=0.0),
+    )
+
+
+REVERSE_SDE = Sampler(
+    name="reverse-sde",
+    description="score SDE's reverse SDE by Euler-Maruyama (Song et al. 2021), in the clock tau = sigma^2: from "
+    "x0 + sigma_max z, x <- x + dtau s(x, sigma) + sqrt(dtau) z; noise-conditional models (any objective)",
+    samplers=_implementations("reverse_sde", "sde"),
+    params=_grid_params(1000),
+)
+
+PROBABILITY_FLOW = Sampler(
+    name="probability-flow",
+    description="the probability-flow ODE dx/dsigma = -sigma s(x, sigma) by Heun's method (Karras et al. 2022, "
+    "Algorithm 1), deterministic after the start x0 + sigma_max z; noise-conditional models",
+    samplers=_implementations("probability_flow", "sde"),
+    params=_grid_params(100),
+)
+
+
 @hookimpl
 def register_samplers(register):
-    register(LANGEVIN)
-    register(ANNEALED_LANGEVIN)
+    for sampler in (LANGEVIN, ANNEALED_LANGEVIN, REVERSE_SDE, PROBABILITY_FLOW):
+        register(sampler)

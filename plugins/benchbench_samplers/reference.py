@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchbench_samplers.schedule import Level, annealed_plan, langevin_plan
+from benchbench_samplers.schedule import Level, annealed_plan, langevin_plan, reverse_sde_coefficients, sde_grid
 
 ScoreFn = Callable[[np.ndarray, float | None], np.ndarray]
 Normal = Callable[[tuple[int, ...]], np.ndarray]
@@ -56,3 +56,32 @@ def annealed_langevin(
     """Annealed Langevin (NCSN): see :func:`benchbench_samplers.schedule.annealed_plan`."""
     levels = annealed_plan(model, eps, steps_per_level, sigma_max, sigma_min, n_sigmas)
     return run_levels(model.score, x0, levels, normal or _normal(seed))
+
+
+def reverse_sde(
+    model, x0: np.ndarray, seed: int, n_steps: int, sigma_max: float, sigma_min: float, normal: Normal | None = None
+) -> np.ndarray:
+    """The reverse SDE by Euler-Maruyama (Song et al. 2021) from x0 + sigma_0 z, on
+    :func:`benchbench_samplers.schedule.sde_grid`; one ``normal`` draw for the start, then one per step."""
+    normal = normal or _normal(seed)
+    grid = sde_grid(model, "reverse-sde", n_steps, sigma_max, sigma_min)
+    dtau, noise = reverse_sde_coefficients(grid)
+    x = np.array(x0, dtype=np.float64) + grid[0] * normal(np.shape(x0))
+    for sigma, step, scale in zip(grid[:-1], dtau, noise):
+        x = x + step * model.score(x, float(sigma)) + scale * normal(x.shape)
+    return x
+
+
+def probability_flow(
+    model, x0: np.ndarray, seed: int, n_steps: int, sigma_max: float, sigma_min: float, normal: Normal | None = None
+) -> np.ndarray:
+    """The probability-flow ODE dx/dsigma = -sigma s(x, sigma) by Heun's method (Karras et al. 2022, Algorithm 1),
+    from x0 + sigma_0 z; the last step, to sigma = 0, is Euler's (Tweedie's denoiser)."""
+    normal = normal or _normal(seed)
+    grid = sde_grid(model, "probability-flow", n_steps, sigma_max, sigma_min)
+    x = np.array(x0, dtype=np.float64) + grid[0] * normal(np.shape(x0))
+    for sigma, after in zip(grid[:-1], grid[1:]):
+        slope = -sigma * model.score(x, float(sigma))
+        euler = x + (after - sigma) * slope
+        x = euler if after == 0 else x + (after - sigma) * 0.5 * (slope - after * model.score(euler, float(after)))
+    return x

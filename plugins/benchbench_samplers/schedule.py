@@ -82,3 +82,38 @@ def per_step(levels: list[Level]) -> tuple[np.ndarray, np.ndarray]:
     sigmas = np.concatenate([np.full(lv.n_steps, lv.sigma if lv.sigma is not None else 0.0) for lv in levels])
     alphas = np.concatenate([np.full(lv.n_steps, lv.step_size) for lv in levels])
     return sigmas, alphas
+
+
+def sde_grid(model, sampler: str, n_steps: int, sigma_max: float, sigma_min: float) -> np.ndarray:
+    """sigma_0 > ... > sigma_{N-1}, geometric from ``sigma_max`` to ``sigma_min`` (0: the model's own ladder's ends),
+    then sigma_N = 0: the N steps of a reverse-SDE or probability-flow sampler.
+
+    Every noise-conditional model here is a VE model in its own coordinates (:mod:`benchbench.noise`), and in the
+    clock tau = sigma^2 its process is dx = dW_tau whatever the objective: the grid of sigmas is the whole
+    discretisation. Geometric sigmas are VE's uniform time steps (Song et al. 2021); a VP model is sampled on the
+    same grid, the same marginals on VE's clock (Karras et al. 2022 show the clock is the sampler's to choose).
+    """
+    if not getattr(model, "noise_conditional", False):
+        raise ParameterError(
+            f"sampler {sampler!r} needs a noise-conditional model (denoising-multiscale, diffusion-ve, diffusion-vp); "
+            "use --sampler langevin for this one"
+        )
+    ladder = np.asarray(model.sigmas, dtype=np.float64)
+    top = sigma_max if sigma_max > 0 else float(ladder.max())
+    bottom = sigma_min if sigma_min > 0 else float(ladder.min())
+    if not 0 < bottom <= top:
+        raise ParameterError(
+            f"sampler {sampler!r}: sigma_min={bottom:g}, sigma_max={top:g} is not a ladder; "
+            "expected sigma_min <= sigma_max"
+        )
+    return np.append(np.geomspace(top, bottom, n_steps), 0.0)
+
+
+def reverse_sde_coefficients(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Euler-Maruyama of the reverse SDE dx = -s dtau + dW (tau = sigma^2 decreasing) on ``grid``: step i is
+    x <- x + dtau_i s(x, sigma_i) + noise_i z, dtau_i = sigma_i^2 - sigma_{i+1}^2, noise_i = sqrt(dtau_i), except the
+    last step (to sigma = 0), which adds no noise: it is Tweedie's denoiser x + sigma^2 s, as score SDE ends."""
+    dtau = grid[:-1] ** 2 - grid[1:] ** 2
+    noise = np.sqrt(dtau)
+    noise[-1] = 0.0
+    return dtau, noise

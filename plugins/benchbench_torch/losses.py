@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from benchbench.errors import ParameterError
-from benchbench.noise import sigma_ladder
+from benchbench.noise import Preconditioning, diffusion_sigma, diffusion_weight, sigma_ladder
 from benchbench_torch.autodiff import ScoreFn, score_and_quadratic, score_and_trace
 
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
@@ -83,6 +83,16 @@ def denoising_loss(score_fn: ScoreFn, x: torch.Tensor, rng: torch.Generator, sig
     return 0.5 * residual.pow(2).sum(dim=1).mean()
 
 
+def weighted_denoising(
+    score_fn, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """1/2 mean of weight ||sigma s(x + sigma z, sigma) + z||^2, one sigma and weight per example: the DSM residual
+    s + z/sigma times sigma, which every noise-conditional objective here weighs per level."""
+    scale = sigma.unsqueeze(1)
+    residual = scale * score_fn(x + scale * z, sigma) + z
+    return 0.5 * (weight * residual.pow(2).sum(dim=1)).mean()
+
+
 def multiscale_denoising_loss(
     score_fn,
     x: torch.Tensor,
@@ -90,15 +100,67 @@ def multiscale_denoising_loss(
     sigma_min: float = 0.01,
     sigma_max: float = 1.0,
     n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
 ) -> torch.Tensor:
-    """NCSN (Song & Ermon 2019, eq. 6): sum_i lambda(sigma_i) 1/2 E||s(x~, sigma_i) + z / sigma_i||^2 / L.
+    """NCSN (Song & Ermon 2019, eq. 6): mean over the ladder of lambda(sigma_i) 1/2 E||s(x~, sigma_i) + z/sigma_i||^2.
 
-    lambda(sigma) = sigma^2, so every level contributes O(1): the loss is 1/2 E||sigma s + z||^2. One
-    level is drawn uniformly per example, an unbiased estimate of the average over the ladder.
-    ``score_fn(x, sigma)`` takes one sigma per example, shape (n,).
+    One level is drawn uniformly per example, an unbiased estimate of the average over the ladder. The weight
+    follows the network's preconditioning (:class:`benchbench.noise.Preconditioning`): ``edm`` Karras et al.
+    (2022)'s, ``score`` and ``ncsn`` lambda = sigma^2. ``score_fn(x, sigma)`` takes one sigma per example, shape (n,).
     """
     sigmas = torch.as_tensor(sigma_ladder(sigma_min, sigma_max, n_sigmas), device=x.device, dtype=x.dtype)
     sigma = sigmas[torch.randint(0, n_sigmas, (x.shape[0],), generator=rng, device=x.device)]
     z = torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)
-    residual = sigma.unsqueeze(1) * score_fn(x + sigma.unsqueeze(1) * z, sigma) + z
-    return 0.5 * residual.pow(2).sum(dim=1).mean()
+    weight = Preconditioning(preconditioning, sigma_data).loss_weight(sigma)
+    return weighted_denoising(score_fn, x, sigma, z, weight)
+
+
+def _diffusion_loss(schedule: str, score_fn, x: torch.Tensor, rng: torch.Generator, hparams) -> torch.Tensor:
+    """Song et al. (2021), eq. 7, in scaled coordinates (:mod:`benchbench.noise`): t ~ U(eps, 1), x~ = x + sigma z."""
+    eps = hparams["eps"]
+    t = eps + (1 - eps) * torch.rand(x.shape[0], generator=rng, device=x.device, dtype=x.dtype)
+    z = torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)
+    sigma = diffusion_sigma(schedule, t, hparams, torch)
+    weight = diffusion_weight(schedule, hparams["weighting"], t, hparams, torch)
+    return weighted_denoising(score_fn, x, sigma, z, weight)
+
+
+def diffusion_ve_loss(
+    score_fn,
+    x: torch.Tensor,
+    rng: torch.Generator,
+    sigma_min: float = 0.01,
+    sigma_max: float = 10.0,
+    eps: float = 1e-5,
+    weighting: str = "sigma2",
+    n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
+) -> torch.Tensor:
+    """Score SDE, VE (Song et al. 2021): E_t lambda(t) 1/2 E||s(x + sigma(t) z, sigma(t)) + z / sigma(t)||^2,
+    sigma(t) = sigma_min (sigma_max / sigma_min)^t, t ~ U(eps, 1). ``n_sigmas``, ``preconditioning`` and
+    ``sigma_data`` shape the model and its ladder, not the loss."""
+    hparams = {"sigma_min": sigma_min, "sigma_max": sigma_max, "eps": eps, "weighting": weighting}
+    return _diffusion_loss("ve", score_fn, x, rng, hparams)
+
+
+def diffusion_vp_loss(
+    score_fn,
+    x: torch.Tensor,
+    rng: torch.Generator,
+    beta_min: float = 0.1,
+    beta_max: float = 20.0,
+    eps: float = 1e-5,
+    weighting: str = "sigma2",
+    t_end: float = 1e-3,
+    n_sigmas: int = 10,
+    preconditioning: str = "score",
+    sigma_data: float = 1.0,
+) -> torch.Tensor:
+    """Score SDE, VP (Song et al. 2021): x_t = alpha(t) x + sigma_vp(t) z, learned in the scaled coordinates
+    x_t / alpha(t) = x + sigma(t) z, sigma = sqrt(exp(B(t)) - 1), where the model's score is alpha(t) times x_t's
+    (:mod:`benchbench.noise`). With lambda = sigma_vp^2 the loss is exactly eq. 7's: alpha s_vp = s and
+    sigma_vp s_vp + z = sigma s + z. ``t_end``, ``n_sigmas``, ``preconditioning``, ``sigma_data``: model only."""
+    hparams = {"beta_min": beta_min, "beta_max": beta_max, "eps": eps, "weighting": weighting}
+    return _diffusion_loss("vp", score_fn, x, rng, hparams)

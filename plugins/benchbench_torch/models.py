@@ -6,8 +6,8 @@ Three networks, chosen by ``--model`` and by whether the objective is noise-cond
   :mod:`benchbench_torch.autodiff` looks for (``tangent_jvp``, ``tangent_trace``).
 - :class:`EnergyMLP`: an energy E(x) = MLP(x), d -> width^depth -> 1, with s = -grad_x E, so the
   score is a conservative field by construction and tr(ds/dx) = -Laplacian E.
-- :class:`NoiseConditionalMLP`: s(x, sigma) = f([x, log sigma]) / sigma (either kind of f), one sigma
-  per example.
+- :class:`NoiseConditionalMLP`: s(x, sigma) preconditioned as benchbench.noise.Preconditioning says (EDM-style),
+  either kind of f, one sigma per example.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from benchbench.noise import Preconditioning
 
 Activation = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
@@ -124,31 +126,40 @@ class EnergyMLP(nn.Module):
 
 
 class NoiseConditionalMLP(nn.Module):
-    """s(x, sigma) = f([x, log sigma]) / sigma, sigma of shape (n,), f a score or an energy network.
+    """s(x, sigma) = skip(sigma) x + out(sigma) F(c_in(sigma) x, c_noise(sigma)), sigma of shape (n,).
 
-    Dividing by sigma is the parameterisation of Song & Ermon (2020, "Improved techniques for training
-    score-based generative models"): the true score of the perturbed density scales like 1/sigma, so
-    f has outputs of order one at every noise level; feeding log sigma lets f still tell levels apart.
+    The coefficients are :class:`benchbench.noise.Preconditioning`'s (``score`` by default, ``edm``, or NCSN's
+    F([x, ln sigma]) / sigma), F a score or an energy network. An energy F = -grad_u E(u, c_noise) keeps the score
+    conservative: the skip term is the gradient of -||x||^2 / (2 (sigma^2 + sd^2)) and out(sigma) F(c_in x) with
+    out = k c_in is -grad_x of k E(c_in x).
     """
 
-    def __init__(self, dim: int, width: int, depth: int, activation: str, energy: bool) -> None:
+    def __init__(
+        self, dim: int, width: int, depth: int, activation: str, energy: bool, preconditioning: Preconditioning
+    ) -> None:
         super().__init__()
         self.is_energy = energy
+        self.preconditioning = preconditioning
         self.f = MLP(dim + 1, 1 if energy else dim, width, depth, activation)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        log_sigma = torch.log(sigma).to(x.dtype).unsqueeze(-1)
+        sigma = sigma.to(x.dtype).unsqueeze(-1)
+        skip, out, c_in, c_noise = self.preconditioning.coefficients(sigma, torch)
         if self.is_energy:
-            f = -torch.func.grad(lambda y: self.f(torch.cat([y, log_sigma], dim=-1)).sum())(x)
+            f = -torch.func.grad(lambda u: self.f(torch.cat([u, c_noise], dim=-1)).sum())(c_in * x)
         else:
-            f = self.f(torch.cat([x, log_sigma], dim=-1))
-        return f / sigma.to(x.dtype).unsqueeze(-1)
+            f = self.f(torch.cat([c_in * x, c_noise], dim=-1))
+        return skip * x + out * f
 
 
-def build_model(settings, dim: int, noise_conditional: bool = False) -> nn.Module:
-    """The network the trial's settings ask for (``settings.model``: mlp or energy-mlp)."""
+def build_model(
+    settings, dim: int, noise_conditional: bool = False, preconditioning: Preconditioning | None = None
+) -> nn.Module:
+    """The network the trial's settings ask for (``settings.model``: mlp or energy-mlp); a noise-conditional one
+    with ``preconditioning`` (:func:`benchbench.noise.objective_preconditioning`; the default if None)."""
     energy = settings.model == "energy-mlp"
     if noise_conditional:
-        return NoiseConditionalMLP(dim, settings.width, settings.depth, settings.activation, energy)
+        conditioning = preconditioning or Preconditioning()
+        return NoiseConditionalMLP(dim, settings.width, settings.depth, settings.activation, energy, conditioning)
     network = EnergyMLP if energy else ScoreMLP
     return network(dim, settings.width, settings.depth, settings.activation)

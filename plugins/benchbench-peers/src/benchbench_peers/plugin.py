@@ -58,7 +58,7 @@ SCORE_MODELS = (
                 10,
                 "benchbench's evaluation ladder only: the loss draws sigma continuously",
                 low=1,
-                cost_only=True,
+                loss_independent="benchbench's evaluation ladder; the loss draws sigma continuously",
             ),
         ),
         noise_conditional=True,

@@ -145,8 +145,15 @@ class NoiseConditionalMLP(nn.Module):
         return f / sigma.to(x.dtype).unsqueeze(-1)
 
 
-def build_model(settings, dim: int, noise_conditional: bool = False) -> nn.Module:
-    """The network the trial's settings ask for (``settings.model``: mlp or energy-mlp)."""
+def build_model(settings, dim: int, noise_conditional: bool = False, shape: tuple[int, ...] | None = None) -> nn.Module:
+    """The network the trial's settings ask for (``settings.model``: mlp, energy-mlp or conv).
+
+    ``conv`` (:mod:`benchbench_torch.convnet`) needs the per-example image ``shape`` (``Data.shape``).
+    """
+    if settings.model == "conv":
+        from benchbench_torch import convnet
+
+        return convnet.build(settings, shape if shape is not None else (dim,), noise_conditional)
     energy = settings.model == "energy-mlp"
     if noise_conditional:
         return NoiseConditionalMLP(dim, settings.width, settings.depth, settings.activation, energy)

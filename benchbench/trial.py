@@ -15,7 +15,7 @@ from benchbench.plugins import Plugins
 
 DEVICES = ("auto", "cpu", "cuda", "gpu")
 DTYPES = ("float32", "float64")
-MODELS = ("mlp", "energy-mlp")
+MODELS = ("mlp", "energy-mlp", "conv")
 ACTIVATIONS = ("softplus", "tanh", "elu", "swish", "relu")
 
 

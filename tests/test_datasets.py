@@ -464,7 +464,7 @@ def test_every_builtin_family_has_a_card_and_every_card_a_family():
     plugins = get_plugins()
     builtin = {name for name in plugins.names("dataset") if plugins.owner("dataset", name).name == "datasets"}
     cards = {tomllib.loads(path.read_text())["family"] for path in card_files()}
-    assert cards == builtin and len(builtin) == 16
+    assert cards == builtin and len(builtin) == 17
     assert not (CARDS / "__init__.py").exists()
 
 

@@ -339,7 +339,8 @@ def test_density_report_renders_a_png_for_2d_data_only():
 
 def test_image_grid_report_shows_samples_beside_test_images(digits):
     files, errors = render_reports(
-        context(digits, None, digits.train[:64]), [r for r, _ in get_plugins().items("report")]
+        context(digits, None, digits.train[:64]),
+        [r for r, _ in get_plugins().items("report") if r.name != "map_pictures"],  # needs a model: test_downstream
     )
     assert errors == {} and set(files) == {"samples_grid.png", "loss_curve.png"}
     assert _decode(files["samples_grid.png"]).shape[1] > 600

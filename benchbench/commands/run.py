@@ -11,6 +11,7 @@ from rich.console import Console
 from benchbench.commands import DEFAULT_EXPERIMENT, first, plugins_of
 from benchbench.commands.table import table_text
 from benchbench.params import parse_spec
+from benchbench.trial import MODELS
 
 # The quick suite: every objective on every available backend, two small Gaussians, three seeds.
 QUICK = {
@@ -89,8 +90,10 @@ QUICK = {
     "--model",
     default="mlp",
     show_default=True,
-    type=click.Choice(["mlp", "energy-mlp"]),
-    help="Score network s(x), or energy network E(x) with s = -grad E.",
+    type=click.Choice(MODELS),
+    help="mlp: score network s(x); energy-mlp: energy network E(x) with s = -grad E; conv: a small "
+    "convolutional U-Net for image datasets (base channels --width/8; trials on data without an image "
+    "shape are skipped).",
 )
 @click.option("--width", type=int, default=128, show_default=True, help="Hidden width of the network.")
 @click.option("--depth", type=int, default=3, show_default=True, help="Number of hidden layers.")

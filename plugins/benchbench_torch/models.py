@@ -153,10 +153,22 @@ class NoiseConditionalMLP(nn.Module):
 
 
 def build_model(
-    settings, dim: int, noise_conditional: bool = False, preconditioning: Preconditioning | None = None
+    settings,
+    dim: int,
+    noise_conditional: bool = False,
+    preconditioning: Preconditioning | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
-    """The network the trial's settings ask for (``settings.model``: mlp or energy-mlp); a noise-conditional one
-    with ``preconditioning`` (:func:`benchbench.noise.objective_preconditioning`; the default if None)."""
+    """The network the trial's settings ask for (``settings.model``: mlp, energy-mlp or conv); a noise-conditional
+    MLP with ``preconditioning`` (:func:`benchbench.noise.objective_preconditioning`; the default if None).
+
+    ``conv`` (:mod:`benchbench_torch.convnet`) needs the per-example image ``shape`` (``Data.shape``); it has its
+    own noise conditioning and ignores ``preconditioning``.
+    """
+    if settings.model == "conv":
+        from benchbench_torch import convnet
+
+        return convnet.build(settings, shape if shape is not None else (dim,), noise_conditional)
     energy = settings.model == "energy-mlp"
     if noise_conditional:
         conditioning = preconditioning or Preconditioning()

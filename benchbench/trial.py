@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -49,8 +50,8 @@ class Settings:
         for name in ("steps", "batch_size", "width", "depth", "n_samples"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise UsageError(f"--lr must be a positive finite number, got {self.lr}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ results table can say exactly which code produced it.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from collections.abc import Iterable, Sequence
@@ -21,11 +22,12 @@ from typing import Any
 import pluggy
 
 from benchbench import hookspecs
-from benchbench.errors import DuplicateNameError, PluginError
+from benchbench.errors import DuplicateNameError, UsageError
 from benchbench.params import Param, unknown_name
 from benchbench.specs import Backend, DatasetFamily, Executor, Metric, Objective, Report, Sampler
 
 ENTRY_POINT_GROUP = "benchbench"
+BUILTIN_DISTRIBUTION = "benchbench"
 
 KINDS: dict[str, tuple[str, type]] = {
     "objective": ("register_objectives", Objective),
@@ -48,10 +50,17 @@ class PluginInfo:
     version: str
     error: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "broken" if self.error else "ok"
+        """broken (contributes nothing), conflict (a name it registers is not its), warning, or ok."""
+        return "broken" if self.error else "conflict" if self.conflicts else "warning" if self.warnings else "ok"
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     @property
     def label(self) -> str:
@@ -103,8 +112,8 @@ class Plugins:
         info = PluginInfo(name=module_name, module=module_name, distribution="(not installed)", version="-")
         try:
             module = importlib.import_module(module_name)
-        except Exception as error:  # noqa: BLE001
-            raise PluginError(f"--plugin {module_name}: failed to import: {type(error).__name__}: {error}") from error
+        except Exception as error:  # noqa: BLE001 - the user named the module: a bad name is bad input (exit 2)
+            raise UsageError(f"--plugin {module_name}: failed to import: {type(error).__name__}: {error}") from None
         self._register(module, info)
 
     def _register(self, plugin: ModuleType | object, info: PluginInfo) -> None:
@@ -140,15 +149,52 @@ class Plugins:
         for registry in self.registries.values():
             for name in [name for name, (_, info) in registry.items() if info.error]:
                 del registry[name]
+        self._check_hook_names()
+
+    def _check_hook_names(self) -> None:
+        """A hook implementation whose name no hook has (a typo) is never called: pluggy's ``check_pending``
+        would raise on the first; say it once per implementation, with the closest hook name."""
+        known = [name for name in dir(hookspecs) if name.startswith("register_")]
+        for name, caller in vars(self.manager.hook).items():
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                info = self.plugins.get(impl.plugin_name)
+                if impl.optionalhook or info is None or info.error:
+                    continue
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; hooks: {', '.join(known)}"
+                info.warnings.append(f"hook {name!r} is unknown")
+                self.errors.append(
+                    f"{info.label}: hook implementation {name!r} matches no benchbench hook and is never called{hint}"
+                )
 
     def _add(self, kind: str, obj: Any, info: PluginInfo) -> None:
         registry = self.registries[kind]
         key = (kind, obj.name)
         if key in self.conflicts:
             self.conflicts[key].append(info)
+            info.conflicts.append(f"{kind} {obj.name!r}")
+            return
+        if obj.name in registry and info.builtin != registry[obj.name][1].builtin:
+            # A built-in keeps its name: a results table that says "denoising" must mean ours, and a plugin must
+            # not silently disable a built-in. The plugin's object is ignored, and said so.
+            builtin, other = (info, registry[obj.name][1]) if info.builtin else (registry[obj.name][1], info)
+            if info.builtin:
+                registry[obj.name] = (obj, info)
+                info.registered.setdefault(kind, []).append(obj.name)
+                other.registered[kind].remove(obj.name)
+            other.conflicts.append(f"{kind} {obj.name!r}")
+            self.errors.append(
+                f"{other.label}: its {kind} {obj.name!r} is ignored: the name belongs to the built-in "
+                f"{builtin.label}; the plugin must register it under another name"
+            )
             return
         if obj.name in registry:
             first = registry.pop(obj.name)[1]
+            first.registered[kind].remove(obj.name)
+            first.conflicts.append(f"{kind} {obj.name!r}")
+            info.conflicts.append(f"{kind} {obj.name!r}")
             self.conflicts[key] = [first, info]
             self.errors.append(
                 f"{kind} {obj.name!r} is registered by both {first.label} and {info.label}; "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from benchbench.errors import BenchError
-from benchbench.processes import free_port, stop_tree, wait_until_listening
+from benchbench.processes import check_port, free_port, guarded, stop_tree, wait_until_listening
 
 # MLflow 3 starts a job runner with seven huey consumer processes (GenAI evaluation jobs) beside the server:
 # measured on this 2-core machine, switching it off took start-up from 41 s to 18 s and the tree from 10 to 3
@@ -83,11 +83,12 @@ class TrackingServer:
     def start(self, timeout: float = 180.0) -> TrackingServer:
         """Start the server and return once it answers ``/health``; a BenchError with its log if it does not."""
         self.port = self.port or free_port()
+        check_port(self.host, self.port)
         self._output = open(self.log_path, "wb") if self.log_path else None  # closed in stop()
         # A session of its own: a Ctrl-C at the terminal must not stop the server while the trials it serves
-        # are still writing their KILLED status; we stop it ourselves, last.
+        # are still writing their KILLED status; we stop it ourselves, last. Its guard stops it if we die first.
         self.process = subprocess.Popen(
-            self.command(),
+            guarded(self.command()),
             env=os.environ | SERVER_ENVIRONMENT,
             stdout=self._output,
             stderr=subprocess.STDOUT if self._output else None,
@@ -184,6 +185,11 @@ def serve(server: TrackingServer, echo: Callable[[str], None] = print) -> None:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        if server.host in ("0.0.0.0", "::"):
+            echo(
+                f"warning: --host {server.host} exposes the server to the network, and it has no authentication: "
+                "anyone who reaches it can read and delete runs; keep it inside a private network"
+            )
         server.start()
         where = (
             f"artifacts served from {_absolute(server.artifacts_destination)}"

@@ -140,6 +140,9 @@ class Backend:
     description: str
     program: Ref
     requires: tuple[str, ...] = ()
+    device_check: Ref | None = None
+    """``device_check(device)`` raises UsageError when ``--device`` names a device this machine lacks; called when
+    the trial matrix is built, so a sweep asking for an absent GPU stops before anything is written."""
     losses: str = ""
     """Which of an objective's losses this backend trains (``Objective.losses`` key): its own name by default; a
     variant of a framework names the framework (a torch backend with another optimiser trains the torch losses)."""

@@ -176,6 +176,7 @@ def run_sweep(
     concurrently on a local sqlite store, a private ``mlflow server`` serves the file for the sweep.
     """
     from benchbench.server import PrivateServer, is_local_sqlite
+    from benchbench.store import SweepLock, sqlite_created
 
     console = console or Console(stderr=True)
     chosen, options = resolve_executor(plugins, executor, executor_options or {})
@@ -184,9 +185,11 @@ def run_sweep(
     with ExitStack() as stack:
         stack.enter_context(_environment(defaults))
         stack.enter_context(_terminate_as_interrupt())
-        tracker = Tracker(tracking_uri)
-        tracker.check()
+        with sqlite_created(tracking_uri):  # issue 17: two sweeps creating one new sqlite file
+            tracker = Tracker(tracking_uri)
+            tracker.check()
         experiment_id = tracker.experiment_id(experiment)
+        stack.enter_context(SweepLock(tracker, experiment_id, lambda line: console.print(line, highlight=False)))
         reused, rerun = plan_resume(trials, previous_runs(tracker, experiment_id)) if resume else ({}, set())
         if reused or rerun:
             console.print(_resume_line(len(trials), len(reused), len(rerun), experiment), highlight=False)

@@ -40,6 +40,11 @@ CURVES = PREFIX + "curves"
 EVAL_ERROR = PREFIX + "eval_error."
 NOTE = PREFIX + "note."
 
+# A sweep's lock on its experiment (benchbench.store.SweepLock): a RUNNING run of this kind.
+KIND_LOCK = "lock"
+LOCK_OWNER = PREFIX + "lock_owner"
+HEARTBEAT = PREFIX + "heartbeat"
+
 # A sweep's parent run.
 EXECUTOR = PREFIX + "executor"
 SUMMARY = PREFIX + "summary"

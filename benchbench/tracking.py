@@ -72,7 +72,14 @@ class Tracker:
             if experiment.lifecycle_stage == "deleted":
                 raise TrackingError(f"experiment {name!r} is deleted in {self.uri}; restore it or pick another name")
             return experiment.experiment_id
-        return self.client.create_experiment(name)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as error:  # another sweep created it a moment ago (issue 17)
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def start_run(self, experiment_id: str, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
         tags = dict(tags)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 
 from benchbench.errors import BenchError, UsageError
-from benchbench.processes import free_port, stop_tree, wait_until_listening
+from benchbench.processes import check_port, free_port, guarded, stop_tree, wait_until_listening
+from benchbench.store import check_uri
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # MLflow 3's server also starts a job runner and seven huey consumers (GenAI evaluation jobs, measured with
@@ -43,28 +42,6 @@ def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
         "--workers",
         "1",
     ]
-
-
-def check_store(tracking_uri: str) -> None:
-    """A sqlite store that does not exist is a typo or the wrong folder: MLflow would silently create it empty."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise UsageError(
-                f"no tracking store at {path.resolve()} ({tracking_uri}); run bench run first, or pass --tracking-uri"
-            )
-
-
-def check_port(host: str, port: int) -> None:
-    """Fail with the port's name before starting MLflow, rather than after its own traceback."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT, as uvicorn does
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            raise UsageError(
-                f"--port {port}: {host}:{port} is not free ({error.strerror}); pick another or 0"
-            ) from None
 
 
 class _StopRequest:
@@ -96,7 +73,12 @@ def serve(
 ) -> None:
     """Start the UI, print its URL (and that of ``experiment``'s runs), block until Ctrl-C, SIGTERM or SIGHUP;
     then stop everything it started."""
-    check_store(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        raise UsageError(
+            f"tracking URI {tracking_uri!r} is a tracking server, which serves its own UI: open {tracking_uri} in a "
+            "browser; bench ui shows a database store (sqlite:///FILE, postgresql://...)"
+        )
+    check_uri(tracking_uri, "read")
     port = port or free_port()
     check_port(host, port)
     stop = _StopRequest()
@@ -104,7 +86,7 @@ def serve(
     process = None
     try:
         process = subprocess.Popen(
-            ui_command(tracking_uri, host, port), start_new_session=True, env=os.environ | UI_ENVIRONMENT
+            guarded(ui_command(tracking_uri, host, port)), start_new_session=True, env=os.environ | UI_ENVIRONMENT
         )
         stop.arm()
         wait_until_listening(process, host, port, "the MLflow UI")

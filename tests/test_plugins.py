@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from benchbench.errors import DuplicateNameError, PluginError, UnknownNameError
-from benchbench.plugins import Plugins
+from benchbench import hookimpl
+from benchbench.errors import DuplicateNameError, UnknownNameError, UsageError
+from benchbench.plugins import PluginInfo, Plugins
 
 BUILTIN = {"objectives", "torch", "jax", "datasets", "metrics", "samplers", "executors"}
 
@@ -52,14 +53,37 @@ def test_broken_and_malformed_plugins_are_reported_and_the_rest_keep_working(ins
     assert "scaled-denoising" in plugins.names("objective")  # the good plugin still works
 
 
-def test_duplicate_names_are_an_error_naming_both_plugins(installed):
+def test_a_plugin_cannot_take_a_builtin_name(installed):
+    """The built-in keeps the name and works; the plugin's object is ignored, said in one line and its status."""
     plugins = Plugins()
-    assert "denoising" not in plugins.names("objective")
-    with pytest.raises(DuplicateNameError) as error:
-        plugins.get("objective", "denoising")
-    message = str(error.value)
-    assert "plugin 'objectives' (distribution benchbench" in message
-    assert "plugin 'duplicate' (distribution bench-duplicate-plugin 1.2.3)" in message
+    assert "denoising" in plugins.names("objective")
+    assert plugins.owner("objective", "denoising").distribution == "benchbench"
+    lines = [line for line in plugins.errors if "'denoising'" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("plugin 'duplicate' (distribution bench-duplicate-plugin 1.2.3): its objective")
+    assert "belongs to the built-in plugin 'objectives' (distribution benchbench" in lines[0]
+    assert plugins.plugins["duplicate"].status == "conflict"
+    assert plugins.plugins["objectives"].status == "ok"
+
+
+def test_two_plugins_with_one_name_make_it_unusable():
+    from benchbench.specs import Objective
+
+    class Registers:
+        def __init__(self, name):
+            self.name = name
+
+        @hookimpl
+        def register_objectives(self, register):
+            register(Objective("twin", "one of two", losses={"torch": lambda *a, **k: None}))
+
+    plugins = Plugins(entry_points=False)
+    for name in ("first", "second"):
+        plugins._register(Registers(name), PluginInfo(name, name, f"dist-{name}", "1"))
+    plugins._collect()
+    with pytest.raises(DuplicateNameError, match="registered by both plugin 'first' .* and plugin 'second'"):
+        plugins.get("objective", "twin")
+    assert plugins.plugins["first"].status == plugins.plugins["second"].status == "conflict"
 
 
 def test_restricting_plugins_with_the_environment(installed, monkeypatch):
@@ -72,7 +96,7 @@ def test_extra_plugin_module_that_is_not_installed():
     plugins = Plugins(["failing_objectives"])
     assert plugins.plugins["failing_objectives"].distribution == "(not installed)"
     assert {"nan-loss", "raises", "wrong-shape"} <= set(plugins.names("objective"))
-    with pytest.raises(PluginError, match="--plugin no_such_module_xyz: failed to import"):
+    with pytest.raises(UsageError, match="--plugin no_such_module_xyz: failed to import"):
         Plugins(["no_such_module_xyz"])
 
 

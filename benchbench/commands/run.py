@@ -162,6 +162,8 @@ QUICK = {
 @click.pass_context
 def run_command(ctx: click.Context, **options: Any) -> None:
     """Train and evaluate every (objective, backend, dataset, seed) and track it in MLflow."""
+    from benchbench.preflight import check_inputs
+    from benchbench.store import check_experiment_name, check_uri
     from benchbench.sweep import SweepInterrupted, resolve_executor, run_sweep
     from benchbench.tracking import tracking_uri
     from benchbench.trial import Settings, build_trials
@@ -198,18 +200,20 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     )
     seeds = first(options["seeds"], QUICK["seeds"] if options["quick"] else None, 1)
     executor_given = {"workers": options["workers"], "address": options["address"]}
-    resolve_executor(plugins, options["executor"], executor_given)
-    if options["timeout"] is not None and not options["timeout"] > 0:
+    _, executor_options = resolve_executor(plugins, options["executor"], executor_given)
+    if options["timeout"] is not None and not 0 < options["timeout"] < float("inf"):
         raise click.BadParameter(
             f"must be a positive number of seconds, got {options['timeout']}", param_hint="--timeout"
         )
+    check_experiment_name(options["experiment"])
+    uri = check_uri(tracking_uri(options["tracking_uri"]), "write", reach=not options["dry_run"])
     trials = build_trials(plugins, objectives, list(options["backends"]), datasets, seeds, settings)
+    check_inputs(plugins, trials, on_this_machine=not _remote(executor_options))
     if options["dry_run"]:
         for trial in trials:
             click.echo(f"{trial.run_name}  {trial.config_hash}")
         click.echo(f"{len(trials)} trials (dry run: nothing trained)")
         return
-    uri = tracking_uri(options["tracking_uri"])
     sweep_params = {
         "objectives": objectives,
         "datasets": datasets,
@@ -240,3 +244,10 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     click.echo(report.summary_line(len(trials)) + f"  (experiment {options['experiment']!r} in {uri})")
     if report.count("failed"):
         ctx.exit(1)
+
+
+def _remote(executor_options: dict[str, Any]) -> bool:
+    """Whether trials run on other machines (a Ray cluster address), whose devices and files are their own."""
+    import os
+
+    return "address" in executor_options and bool(executor_options["address"] or os.environ.get("RAY_ADDRESS"))

@@ -13,7 +13,7 @@ from benchbench.tracking import DEFAULT_TRACKING_URI
     default=DEFAULT_TRACKING_URI,
     show_default=True,
     metavar="URI",
-    help="The database: a sqlite file, or postgresql://USER:PASSWORD@HOST:PORT/DB (needs psycopg2).",
+    help="The database: a sqlite file, or postgresql://USER:PASSWORD@HOST:PORT/DB (needs benchbench[postgres]).",
 )
 @click.option(
     "--host",
@@ -21,7 +21,7 @@ from benchbench.tracking import DEFAULT_TRACKING_URI
     show_default=True,
     help="Interface to listen on; 0.0.0.0 for a Ray cluster whose nodes must reach it.",
 )
-@click.option("--port", type=int, default=5000, show_default=True, help="Port (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port (0: any free port).")
 @click.option(
     "--artifacts-destination",
     default="mlartifacts",
@@ -41,12 +41,13 @@ def server_command(
 ) -> None:
     """Serve a tracking store to parallel trials (bench run --tracking-uri http://HOST:PORT); Ctrl-C stops it."""
     from benchbench.server import TrackingServer, serve
+    from benchbench.store import check_artifact_location, check_uri
 
     server = TrackingServer(
-        backend_store_uri,
+        check_uri(backend_store_uri, "serve"),
         host=host,
         port=port,
-        artifacts_destination=artifacts_destination,
+        artifacts_destination=check_artifact_location(artifacts_destination),
         allowed_hosts=allowed_hosts,
     )
     serve(server, echo=click.echo)

@@ -78,15 +78,25 @@ def table_command(
     One row per (dataset, objective, backend); cells are mean ± std over seeds, the best per dataset in bold,
     rank is the mean rank over the shown metrics within the dataset; failed and skipped trials stay as rows.
     """
+    from benchbench.store import check_experiment_name, check_uri, reading
     from benchbench.table import build_table, render
     from benchbench.tracking import tracking_uri as resolve_uri
 
     if sweep and not latest:
         raise click.UsageError("--sweep and --all exclude each other")
     chosen_sweep = sweep or ("latest" if latest else None)
-    runs, table = build_table(
-        resolve_uri(tracking_uri), experiment, chosen_sweep, plugins_of(ctx), metrics, objectives, backends, datasets
-    )
+    uri = check_uri(resolve_uri(tracking_uri), "read")
+    with reading(uri):
+        runs, table = build_table(
+            uri,
+            check_experiment_name(experiment),
+            chosen_sweep,
+            plugins_of(ctx),
+            metrics,
+            objectives,
+            backends,
+            datasets,
+        )
     text = render(table, fmt)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +107,7 @@ def table_command(
         from benchbench.curves import load_curves
         from benchbench.plots import write_plots
 
-        uri = resolve_uri(tracking_uri)
-        for path in write_plots(runs, table, plots, load_curves(uri, runs)):
+        with reading(uri):
+            curves = load_curves(uri, runs)
+        for path in write_plots(runs, table, plots, curves):
             click.echo(f"wrote {path}", err=True)

@@ -9,7 +9,13 @@ from benchbench.commands import DEFAULT_EXPERIMENT
 
 @click.command("ui")
 @click.option("--tracking-uri", default=None, metavar="URI", help="MLflow tracking URI (as for bench run).")
-@click.option("--port", type=int, default=5000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=5000,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
 @click.option(
     "--experiment",
     default=DEFAULT_EXPERIMENT,

@@ -10,6 +10,7 @@ naming the dataset, the parameter and what is valid; nothing is silently dropped
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zipfile
 import zlib
@@ -34,6 +35,8 @@ def require_file(path: str, where: str, param: str) -> Path:
     if not path:
         raise ParameterError(f"{where}: parameter {param} is required; give {param}=FILE")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ParameterError(f"{where}: parameter {param}={path!r} is a folder; give {param}=FILE")
     if not file.is_file():
         raise ParameterError(f"{where}: parameter {param}={path!r}: no such file")
     return file
@@ -55,9 +58,11 @@ def read_idx(path: str, where: str, param: str) -> np.ndarray:
             f"({', '.join(f'0x{t:02x}' for t in IDX_TYPES)}) and its number of dimensions, e.g. 0x00000803 for images"
         )
     ndim, dtype = raw[3], np.dtype(IDX_TYPES[raw[2]])
+    if ndim > 4:
+        raise ParameterError(f"{prefix}: an IDX file of {ndim} dimensions; valid: 1 (labels) to 4 (images, channels)")
     header = 4 + 4 * ndim
     dims = struct.unpack(f">{ndim}I", raw[4:header]) if len(raw) >= header else ()
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: 255 sizes of 2^32 overflow int64
     if len(raw) != expected:
         raise ParameterError(
             f"{prefix}: corrupt IDX file: {len(raw)} bytes, but its header (shape {dims or '?'}, {dtype.name}) "
@@ -160,6 +165,7 @@ def load_npz(params: Mapping[str, Any], seed: int) -> Data:
     path = params["path"]
     where = f"dataset 'npz': parameter path={path!r}"
     file = require_file(path, "dataset 'npz'", "path")
+    _check_npz_magic(file, where)
     try:
         with np.load(file, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -181,6 +187,34 @@ def load_npz(params: Mapping[str, Any], seed: int) -> Data:
             "(optional 'y_train', 'y_test')"
         )
     return to_data("npz", (x, y, x_test, y_test), wheres, params, seed, dequantise=False)
+
+
+NPZ_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive of .npy files
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_npz_magic(file: Path, where: str) -> None:
+    """Say what the file is instead: np.load takes anything that is not a zip or .npy for a pickle."""
+    with open(file, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(NPZ_MAGIC):
+        return
+    if not head:
+        found = "the file is empty"
+    elif head.startswith(NPY_MAGIC):
+        found = "it is a single .npy array; save it with np.savez(path, x=array)"
+    elif head.startswith(b"\x1f\x8b"):
+        found = "it is a gzip file"
+    elif _is_text(head):
+        found = "it is a text file; load it with np.loadtxt and save it with np.savez(path, x=array)"
+    else:
+        found = f"it starts with the bytes {head[:8].hex(' ')}, an .npz (a zip archive) with 'PK'"
+    raise ParameterError(f"{where}: not a readable .npz archive: {found}")
+
+
+def _is_text(head: bytes) -> bool:
+    text = head.decode("utf-8", "ignore")  # 512 bytes may end inside a character
+    return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def load_idx(params: Mapping[str, Any], seed: int) -> Data:

@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import psutil
+
 from benchbench import TrialJob, TrialOutcome, record_lost_trial, run_job, timeout_reason
 from benchbench.errors import TrackingError
 from benchbench.plugins import get_plugins
+from benchbench.processes import die_with_parent
 from benchbench_executors.preload import PRELOAD_VARIABLE
 
 # A worker past its --timeout stops itself (SIGALRM in run_job); one stuck where Python cannot run (a long
@@ -39,6 +42,7 @@ INTERRUPT_GRACE_S = 30.0
 # The tracking store is gone: nothing more can be written, so workers are not waited for.
 LOST_STORE_GRACE_S = 2.0
 PROGRESS_EVERY_S = 0.25
+DRIVER_GONE = 70  # a worker's exit code when the driver died under it
 
 
 @dataclass
@@ -155,7 +159,17 @@ def _stop(running: list[_Worker], grace: float, record: bool) -> None:
 
 
 def _work(job: TrialJob, conn: Connection) -> None:
-    """A worker process: one trial, its progress and outcome sent to the driver through ``conn``."""
+    """A worker process: one trial, its progress and outcome sent to the driver through ``conn``.
+
+    When the driver dies (SIGKILL runs none of its cleanup) the worker exits at once, without a word: the pipe
+    to the driver breaks (its next progress message, within :data:`PROGRESS_EVERY_S`), and on Linux the
+    forkserver's exit kills it too. Its run stays RUNNING and the next sweep closes it as stale
+    (:mod:`benchbench.store`). Left alive, it went on training, recorded the broken pipe as the trial's failure
+    and printed tracebacks into the user's terminal after ``bench run`` had ended.
+    """
+    die_with_parent(signal.SIGKILL)
+    if not psutil.pid_exists(multiprocessing.parent_process().pid):
+        os._exit(DRIVER_GONE)  # the driver died before the line above could take effect
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt_once)
     last = [0.0]
@@ -164,16 +178,23 @@ def _work(job: TrialJob, conn: Connection) -> None:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or done == job.trial.settings.steps:
             last[0] = now
-            conn.send(("steps", done))
+            _send(conn, ("steps", done))
 
     try:
-        conn.send(("outcome", run_job(job, progress)))
+        _send(conn, ("outcome", run_job(job, progress)))
     except TrackingError as error:
-        conn.send(("tracking_error", str(error)))
+        _send(conn, ("tracking_error", str(error)))
     except KeyboardInterrupt:
         pass  # run_job has ended the run KILLED (or FINISHED, when the signal came while it was being written)
     finally:
         conn.close()
+
+
+def _send(conn: Connection, message: tuple[str, Any]) -> None:
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(DRIVER_GONE)  # nobody is left to report to; see _work
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:

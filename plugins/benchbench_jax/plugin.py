@@ -9,6 +9,7 @@ JAX = Backend(
     name="jax",
     description="JAX + optax, one jit-compiled train step, on cpu or gpu",
     program="benchbench_jax.backend:JaxProgram",
+    device_check="benchbench_jax.backend:resolve_device",
     requires=("jax", "optax"),
 )
 

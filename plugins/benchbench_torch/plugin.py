@@ -9,6 +9,7 @@ TORCH = Backend(
     name="torch",
     description="PyTorch (eager, optional torch.compile) on cpu or cuda",
     program="benchbench_torch.backend:TorchProgram",
+    device_check="benchbench_torch.backend:resolve_device",
     requires=("torch",),
 )
 

@@ -100,6 +100,8 @@ CURVE_EXAMPLES = 2000
 """Checkpoint evaluations use the first this-many examples of the test split: a fixed subset, so the points of a
 curve are comparable with each other, small enough that evaluating often costs little beside training, and the
 whole test split of the synthetic datasets by default (n_test=2000), so a curve's last point is the final value."""
+CURVE_IMAGES = 200
+"""The same for image data, where an exact trace (sm_objective) costs d = 784 tangent directions an example."""
 
 
 @dataclass
@@ -126,7 +128,7 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
     program = make_program(trial, data, objective, dict(trial.objective_params))
     metrics = [m for m, _ in plugins.items("metric")]
     curves: dict[str, list[tuple[int, float]]] = {}
-    subset = replace(data, test=data.test[:CURVE_EXAMPLES])
+    subset = replace(data, test=data.test[: CURVE_IMAGES if data.is_image else CURVE_EXAMPLES])
 
     def evaluate(model: TrainedModel, step: int, seconds: float) -> None:
         result = TrainResult(model=model, losses=np.zeros(0), steps=step, train_s=seconds, compile_s=0.0)

@@ -12,6 +12,11 @@ from pathlib import Path
 from benchbench.plugins import Plugins
 
 
+def quality_metrics(plugins: Plugins) -> list[str]:
+    """The score metrics a Pareto view plots against time: the headline curve metrics, in registration order."""
+    return [m.name for m, _ in plugins.items("metric") if m.curve and m.headline]
+
+
 def comparison_files(uri: str, experiment: str, sweep: str, plugins: Plugins) -> dict[str, bytes]:
     """``{file name: content}``: ``comparison.md``, ``comparison.html`` and every plot of the sweep."""
     from benchbench.curves import load_curves
@@ -21,6 +26,6 @@ def comparison_files(uri: str, experiment: str, sweep: str, plugins: Plugins) ->
     runs, table = build_table(uri, experiment, sweep, plugins)
     files = {"comparison.md": to_markdown(table).encode(), "comparison.html": to_html(table).encode()}
     with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
-        for path in write_plots(runs, table, folder, load_curves(uri, runs)):
+        for path in write_plots(runs, table, folder, load_curves(uri, runs), quality_metrics(plugins)):
             files[Path(path).name] = Path(path).read_bytes()
     return files

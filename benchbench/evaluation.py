@@ -37,19 +37,24 @@ class EvalContext:
     def model(self):
         return self.result.model
 
-    def default_sampler(self) -> str:
-        return "annealed-langevin" if self.model.noise_conditional else "langevin"
+    def default_sampler(self) -> str | None:
+        """The sampler plugin that declares itself the default for this kind of model (``Sampler.default_for``)."""
+        kind = "noise_conditional" if self.model.noise_conditional else "score"
+        return next((s.name for s, _ in self.plugins.items("sampler") if s.default_for == kind), None)
 
     @cached_property
     def samples(self) -> np.ndarray | None:
         settings = self.trial.settings
         name = settings.sampler or self.default_sampler()
+        if name is None:
+            self.notes["sampler"] = "no installed sampler is the default for this kind of model; give --sampler"
+            return None
         if name not in self.plugins.names("sampler"):
             self.notes["sampler"] = f"no sampler {name!r} installed"
             return None
         sampler = self.plugins.get("sampler", name)
         # A backend without its own implementation falls back to the numpy reference (slower, same maths).
-        ref = sampler.samplers.get(self.trial.backend) or sampler.samplers.get("numpy")
+        ref = sampler.samplers.get(self.trial.backend) or sampler.samplers.get(sampler.fallback)
         if ref is None:
             self.notes["sampler"] = f"sampler {name!r} has no {self.trial.backend} implementation"
             return None

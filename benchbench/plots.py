@@ -15,6 +15,7 @@ registry is touched (``savefig`` renders PNG with Agg).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,6 @@ from benchbench.curves import convergence_figures
 from benchbench.table import Table, slug, trial_status
 from benchbench.tags import BACKEND, DATASET, FINISHED, OBJECTIVE_SPEC, column
 
-QUALITY_METRICS = ("fisher_divergence", "sm_objective")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
@@ -38,9 +38,16 @@ def training_seconds(runs: pd.DataFrame) -> pd.Series:
     return (runs["metrics.compile_s"] + runs["metrics.train_time_s"]).fillna(wall)
 
 
-def write_plots(runs: pd.DataFrame, table: Table, folder: str | Path, curves: pd.DataFrame | None = None) -> list[Path]:
+def write_plots(
+    runs: pd.DataFrame,
+    table: Table,
+    folder: str | Path,
+    curves: pd.DataFrame | None = None,
+    quality: Sequence[str] = (),
+) -> list[Path]:
     """Every plot the runs allow, written into ``folder``; the paths written, in order. ``curves``: the
-    checkpoint points of the runs (:func:`benchbench.curves.load_curves`), for the convergence plots."""
+    checkpoint points of the runs (:func:`benchbench.curves.load_curves`), for the convergence plots; ``quality``:
+    the score metrics a Pareto view may use, in order of preference (the first the runs have)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     finished = runs[trial_status(runs) == FINISHED] if not runs.empty else runs
@@ -48,7 +55,7 @@ def write_plots(runs: pd.DataFrame, table: Table, folder: str | Path, curves: pd
     if curves is not None and not curves.empty:
         figures += convergence_figures(curves[curves["run_id"].isin(finished["run_id"])])
     for dataset in sorted(runs[column(DATASET)].dropna().unique()) if not runs.empty else ():
-        figure = pareto_figure(finished[finished[column(DATASET)] == dataset], dataset)
+        figure = pareto_figure(finished[finished[column(DATASET)] == dataset], dataset, quality)
         if figure is not None:
             figures.append((f"pareto_{slug(dataset)}.png", figure))
     scaling = scaling_figure(finished)
@@ -77,9 +84,10 @@ def _log_if_wide(set_scale, values: pd.Series, base: int = 10) -> None:
         set_scale("log", base=base)
 
 
-def pareto_figure(runs: pd.DataFrame, dataset: str) -> Figure | None:
-    """Quality (Fisher divergence where the true score is known, else the held-out SM objective) vs time."""
-    quality = next((m for m in QUALITY_METRICS if runs.get(f"metrics.{m}", pd.Series()).notna().any()), None)
+def pareto_figure(runs: pd.DataFrame, dataset: str, metrics: Sequence[str]) -> Figure | None:
+    """Quality (the first of ``metrics`` the runs have: Fisher divergence where the true score is known, else the
+    held-out SM objective) vs training time."""
+    quality = next((m for m in metrics if runs.get(f"metrics.{m}", pd.Series()).notna().any()), None)
     if quality is None:
         return None
     points = runs.assign(

@@ -267,6 +267,11 @@ class Sampler:
     description: str
     samplers: Mapping[str, Ref]
     params: tuple[Param, ...] = ()
+    default_for: Literal["", "score", "noise_conditional"] = ""
+    """The sampler a trial uses without ``--sampler``: for plain score models, or for noise-conditional ones."""
+    fallback: str = "numpy"
+    """The key in ``samplers`` of the implementation any backend's model can use (numpy in, numpy out), for a
+    backend without one of its own."""
 
 
 @dataclass(frozen=True)

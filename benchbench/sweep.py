@@ -162,7 +162,7 @@ def run_sweep(
     trials: Sequence[Trial],
     tracking_uri: str,
     experiment: str,
-    executor: str = "local",
+    executor: str,
     executor_options: Mapping[str, Any] | None = None,
     console: Console | None = None,
     sweep_params: Mapping[str, Any] | None = None,

@@ -104,10 +104,11 @@ def table_command(
     else:
         click.echo(text, nl=False)
     if plots:
+        from benchbench.comparison import quality_metrics
         from benchbench.curves import load_curves
         from benchbench.plots import write_plots
 
         with reading(uri):
             curves = load_curves(uri, runs)
-        for path in write_plots(runs, table, plots, curves):
+        for path in write_plots(runs, table, plots, curves, quality_metrics(plugins_of(ctx))):
             click.echo(f"wrote {path}", err=True)

@@ -25,6 +25,7 @@ LANGEVIN = Sampler(
     description="unadjusted Langevin, x <- x + (eps/2) s(x) + sqrt(eps) z (noise-conditional models at their "
     "smallest sigma)",
     samplers=_implementations("langevin"),
+    default_for="score",
     params=(
         Param("eps", 0.01, "step size", low=1e-12),
         Param("n_steps", 1000, "number of updates", low=1),
@@ -36,6 +37,7 @@ ANNEALED_LANGEVIN = Sampler(
     description="annealed Langevin (NCSN, Song & Ermon 2019): T steps per sigma level with step "
     "alpha_i = eps (sigma_i/sigma_L)^2, update x <- x + (alpha_i/2) s(x, sigma_i) + sqrt(alpha_i) z",
     samplers=_implementations("annealed_langevin"),
+    default_for="noise_conditional",
     params=(
         Param("eps", 0.0, "step size at the smallest sigma; 0 = auto, 0.1 sigma_L^2", low=0.0),
         Param("steps_per_level", 100, "updates per sigma level (T)", low=1),

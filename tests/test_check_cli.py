@@ -82,8 +82,8 @@ def test_a_failing_objective_exits_1_with_a_message_naming_objective_plugin_back
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("check", "slicd"), "bench: error: unknown objective 'slicd'; valid: denoising, denoising-multiscale, exact, "
-         "hutchinson, sliced (did you mean 'sliced'?)"),
+        (("check", "slicd"), "bench: error: unknown objective 'slicd'; valid: denoising, denoising-multiscale, "
+         "diffusion-ve, diffusion-vp, exact, hutchinson, sliced (did you mean 'sliced'?)"),
         (("check", "sliced", "-b", "jx"), "bench: error: --backend jx: unknown backend 'jx'; valid: jax, torch "
          "(did you mean 'jax'?)"),
     ],

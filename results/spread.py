@@ -32,7 +32,24 @@ def spread_table(uri: str, experiment: str) -> str:
         lines.append(f"| {dataset} | {objective} | {backend} | {cells} | {100 * spread:.1f}% |")
     lines.append("")
     lines.append(f"Largest spread: {100 * worst:.1f}% over {len(lines) - 3} configurations.")
+    lines.append("")
+    lines.append(training_share(runs))
     return "\n".join(lines) + "\n"
+
+
+def training_share(runs) -> str:
+    """How much of the trials' wall time was training: sum of training seconds / sum of wall_s. Training seconds
+    are train_time_s (warm-up + timed steps), or for runs older than it (steps - 1) x train_step_ms."""
+    if "metrics.train_time_s" in runs:
+        training = runs["metrics.train_time_s"]
+    else:
+        training = (runs["params.steps"].astype(float) - 1) * runs["metrics.train_step_ms"] / 1000
+    share = training.sum() / runs["metrics.wall_s"].sum()
+    return (
+        f"Training time is {100 * share:.0f}% of the trials' wall time ({training.sum():.0f} s of "
+        f"{runs['metrics.wall_s'].sum():.0f} s over {len(runs)} finished trials; the rest is data, evaluation, "
+        "sampling, pictures and logging)."
+    )
 
 
 if __name__ == "__main__":

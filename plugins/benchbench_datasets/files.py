@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.errors import ParameterError
-from benchbench.specs import Data
-from benchbench.splits import choose_rows, noise_rng
+from benchbench import Data, ParameterError, choose_rows, noise_rng
 
 IDX_TYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 """LeCun's IDX format: two zero bytes, this type byte, the number of dimensions, then big-endian

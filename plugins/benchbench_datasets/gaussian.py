@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.specs import Data
-from benchbench.splits import draw_split
+from benchbench import Data, draw_split
 
 
 def covariance(dim: int, cond: float, density_seed: int) -> np.ndarray:

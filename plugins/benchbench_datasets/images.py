@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.errors import ParameterError
-from benchbench.specs import Data
-from benchbench.splits import choose_rows, noise_rng
+from benchbench import Data, ParameterError, choose_rows, noise_rng
 
 DIGITS_LEVELS = 17
 """load_digits counts the ink in 4 x 4 blocks of a 32 x 32 bitmap: integers 0..16."""

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.errors import ParameterError
-from benchbench.specs import Data
-from benchbench.splits import draw_split
+from benchbench import Data, ParameterError, draw_split
 
 _CHUNK_FLOATS = 1 << 22
 """Points x components x dims per chunk (32 MiB of float64), so a 3,000-component set stays in memory."""

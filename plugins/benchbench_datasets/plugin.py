@@ -7,9 +7,7 @@ The cards in ``datasets/*.toml`` document each family's construction, sizes, sou
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.params import Param
-from benchbench.specs import DatasetFamily
+from benchbench import DatasetFamily, Param, hookimpl
 
 _PACKAGE = "benchbench_datasets"
 

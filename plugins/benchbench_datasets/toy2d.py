@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from benchbench.specs import Data
+from benchbench import Data
 from benchbench_datasets.mixture import Mixture, concat, mixture_data
 
 Curve = Callable[[np.ndarray], np.ndarray]

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.specs import Data
-from benchbench.splits import draw_split
+from benchbench import Data, draw_split
 
 _LOG_2PI = np.log(2 * np.pi)
 BANANA_X1_VARIANCE = 100.0

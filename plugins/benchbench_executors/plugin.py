@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.params import Param
-from benchbench.specs import Executor
+from benchbench import Executor, Param, hookimpl
 
 LOCAL = Executor(
     name="local",

@@ -28,8 +28,7 @@ from typing import Any
 
 import psutil
 
-from benchbench import TrialJob, TrialOutcome, record_lost_trial, run_job, timeout_reason
-from benchbench.errors import TrackingError
+from benchbench import TrackingError, TrialJob, TrialOutcome, record_lost_trial, run_job, timeout_reason
 from benchbench.plugins import get_plugins
 from benchbench.processes import die_with_parent
 from benchbench_executors.preload import PRELOAD_VARIABLE

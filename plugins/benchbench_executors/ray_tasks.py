@@ -18,8 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from benchbench import TrialJob, TrialOutcome, record_lost_trial, run_job
-from benchbench.errors import BenchError, TrackingError, UsageError
+from benchbench import BenchError, TrackingError, TrialJob, TrialOutcome, UsageError, record_lost_trial, run_job
 
 # Ctrl-C: cancelled tasks get this long to write their KILLED status before they are force-cancelled.
 INTERRUPT_GRACE_S = 30.0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 
 ScoreFn = Callable[[jax.Array], jax.Array]
 

@@ -22,9 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchbench.errors import TrialFailure, UsageError
+from benchbench import Data, Objective, TrialFailure, UsageError
 from benchbench.noise import objective_ladder, objective_preconditioning
-from benchbench.specs import Data, Objective
 from benchbench_jax.convnet import architecture as conv_architecture
 from benchbench_jax.models import Architecture, init_params, score_function
 from benchbench_jax.trained import JaxModel

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 from benchbench.noise import Preconditioning, diffusion_sigma, diffusion_weight, sigma_ladder
 from benchbench_jax.autodiff import directional_vjp, score_and_trace
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from benchbench.evaluation import EvalContext
-from benchbench.specs import Data
+from benchbench import Data, EvalContext
 
 WIDEN = 1.5
 ANOMALY_POINTS = 1000

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchbench.evaluation import EvalContext
-from benchbench.specs import Data
+from benchbench import Data, EvalContext
 from benchbench_metrics import discrepancies as dis
 from benchbench_metrics.sample_quality import finite_samples, subset
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext
 from benchbench_metrics.pictures import _png, _pyplot
 from benchbench_metrics.score_quality import perturbed_errors
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext
 from benchbench_metrics import inverse_problems as ip
 
 NOISE_FRACTION = 0.1

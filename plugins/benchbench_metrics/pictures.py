@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext
 
 GRID = 100
 ARROWS = 20

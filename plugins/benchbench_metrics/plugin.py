@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.specs import Metric, Report
+from benchbench import Metric, Report, hookimpl
 
 _M = "benchbench_metrics.score_quality"
 _S = "benchbench_metrics.sample_quality"

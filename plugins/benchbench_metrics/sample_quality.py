@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchbench.errors import TrialFailure
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext, TrialFailure
 from benchbench_metrics import discrepancies as dis
 
 MAX_POINTS = 2000

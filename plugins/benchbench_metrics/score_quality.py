@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext
 
 # The exact trace costs d forward-mode passes per point; beyond this many test points the estimate's
 # standard error is already far below the differences between objectives.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchbench.evaluation import EvalContext
+from benchbench import EvalContext
 
 
 def train_steps_per_s(ctx: EvalContext) -> float | None:

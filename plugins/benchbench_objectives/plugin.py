@@ -9,10 +9,8 @@ for how the VP process maps onto it), with the network preconditioning their par
 
 from __future__ import annotations
 
-from benchbench import hookimpl
+from benchbench import Objective, Param, hookimpl
 from benchbench.noise import PRECONDITIONINGS, WEIGHTINGS
-from benchbench.params import Param
-from benchbench.specs import Objective
 
 _BIAS = "benchbench_objectives.bias"
 

@@ -7,9 +7,7 @@ needs only ``model.score`` (the reference the other two are tested against).
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.params import Param
-from benchbench.specs import Sampler
+from benchbench import Param, Sampler, hookimpl
 
 
 def _implementations(function: str, family: str = "langevin") -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 
 # eps = 0 means "auto": AUTO_EPS_RATIO * sigma_L^2. NCSN's toy experiment used eps = 0.1 at sigma_L = 1
 # (ratio 0.1); its image runs used step_lr = 2e-5 at sigma_L = 0.01 in the code's convention, which is

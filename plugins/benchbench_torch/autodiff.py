@@ -23,7 +23,7 @@ import torch
 from torch.func import jacfwd, jacrev, jvp, vmap
 from torch.utils.checkpoint import checkpoint
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 

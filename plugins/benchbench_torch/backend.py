@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbench.errors import SkipTrial, TrialFailure, UsageError
+from benchbench import Data, Objective, SkipTrial, TrialFailure, UsageError
 from benchbench.noise import objective_ladder, objective_preconditioning
-from benchbench.specs import Data, Objective
 from benchbench_torch.autodiff import score_and_trace
 from benchbench_torch.models import build_model
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from benchbench.errors import ParameterError
+from benchbench import ParameterError
 from benchbench.noise import Preconditioning, diffusion_sigma, diffusion_weight, sigma_ladder
 from benchbench_torch.autodiff import ScoreFn, score_and_quadratic, score_and_trace
 

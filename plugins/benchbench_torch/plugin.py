@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from benchbench import hookimpl
-from benchbench.specs import Backend
+from benchbench import Backend, hookimpl
 
 TORCH = Backend(
     name="torch",

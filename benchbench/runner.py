@@ -127,14 +127,18 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
     make_program = resolve_ref(backend.program, f"backend {backend.name!r}")
     program = make_program(trial, data, objective, dict(trial.objective_params))
     metrics = [m for m, _ in plugins.items("metric")]
+    curve_metrics = [m for m in metrics if m.curve]
     curves: dict[str, list[tuple[int, float]]] = {}
     subset = replace(data, test=data.test[: CURVE_IMAGES if data.is_image else CURVE_EXAMPLES])
 
     def evaluate(model: TrainedModel, step: int, seconds: float) -> None:
         result = TrainResult(model=model, losses=np.zeros(0), steps=step, train_s=seconds, compile_s=0.0)
         ctx = EvalContext(data=subset, result=result, trial=trial, plugins=plugins, seed=trial.seed)
-        values, _ = compute_metrics(ctx, [m for m in metrics if m.curve])
-        for key, value in values.items() | {"train_time_s": seconds}.items():
+        values, _ = compute_metrics(ctx, curve_metrics)
+        # A metric's own value only: its parts (perturbed_fisher_divergence.sigma_0.1, ...) are per-trial details
+        # that differ between objectives, not curves to compare.
+        points = {m.name: values[m.name] for m in curve_metrics if m.name in values} | {"train_time_s": seconds}
+        for key, value in points.items():
             curves.setdefault(key, []).append((step, value))
 
     result = training.fit(program, trial, evaluate=evaluate, progress=progress)

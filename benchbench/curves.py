@@ -19,6 +19,7 @@ from benchbench.tags import BACKEND, CURVES, DATASET, OBJECTIVE_SPEC, column
 
 TIME = "train_time_s"
 GRID_POINTS = 60
+STYLES = ("-", "--", ":", "-.")
 
 
 def load_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -83,8 +84,13 @@ def convergence_figures(curves: pd.DataFrame) -> list[tuple[str, Figure]]:
         by_time, by_step = figure.subplots(1, 2)
         lines = sorted(points["line"].unique())
         positive = bool((points["value"] > 0).all())
-        for i, line in enumerate(lines):
-            color = f"C{i % 10}"
+        # colour by objective, line style by backend: more than ten lines stay told apart
+        objectives = sorted({line.split(" / ")[0] for line in lines})
+        backends = sorted({line.split(" / ")[-1] for line in lines})
+        for line in lines:
+            objective, backend = line.split(" / ")[0], line.split(" / ")[-1]
+            color = f"C{objectives.index(objective) % 10}"
+            style = STYLES[backends.index(backend) % len(STYLES)]
             mine = points[points["line"] == line].sort_values("step")
             for axis, x in ((by_time, TIME), (by_step, "step")):
                 runs = [(g[x].to_numpy(float), g["value"].to_numpy(float)) for _, g in mine.groupby("run_id")]
@@ -92,7 +98,7 @@ def convergence_figures(curves: pd.DataFrame) -> list[tuple[str, Figure]]:
                 if band is None:
                     continue
                 grid, median, low, high = band
-                axis.plot(grid, median, color=color, lw=1.4, label=f"{line} (n={len(runs)})")
+                axis.plot(grid, median, color=color, ls=style, lw=1.4, label=f"{line} (n={len(runs)})")
                 axis.fill_between(grid, low, high, color=color, alpha=0.18, lw=0)
         for axis, label in ((by_time, "training time [s] (warm-up + timed steps)"), (by_step, "training step")):
             axis.set_xscale("log")

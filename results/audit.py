@@ -83,4 +83,4 @@ def main(out: Path, perf_options: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] or ["--dim", "16", "--repeats", "3", "--steps", "10"])
+    main(Path(sys.argv[1]), sys.argv[2:] or ["--dim", "16", "--repeats", "3", "--steps", "40"])

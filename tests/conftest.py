@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,28 +27,25 @@ def experiment(request) -> str:
     return f"test-{request.node.name}"
 
 
+def pip_install(target: Path, *sources: Path) -> Path:
+    """Real pip, offline and without dependencies, into the folder ``target`` (entry points included)."""
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
+    subprocess.run([*pip, "--target", str(target), *map(str, sources)], check=True)
+    return target
+
+
+def pip_install_copy(tmp_path_factory, source: Path) -> Path:
+    """``pip install SOURCE`` into a fresh target folder, built from a copy: pip builds in place, and the source
+    tree must stay clean."""
+    copy = tmp_path_factory.mktemp(f"{source.name}-src") / source.name
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return pip_install(tmp_path_factory.mktemp(f"{source.name}-site"), copy)
+
+
 @pytest.fixture(scope="session")
 def plugin_dists(tmp_path_factory) -> Path:
     """The fixture plugin distributions installed with real pip into a target folder (entry points included)."""
-    target = tmp_path_factory.mktemp("site")
-    dists = sorted((FIXTURES / "dists").iterdir())
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            *map(str, dists),
-        ],
-        check=True,
-    )
-    return target
+    return pip_install(tmp_path_factory.mktemp("site"), *sorted((FIXTURES / "dists").iterdir()))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import pip_install_copy
 
 from benchbench.errors import ParameterError
 from benchbench.params import resolve
@@ -28,12 +29,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "benchbench-fdssm"
 @pytest.fixture(scope="module")
 def fdssm_site(tmp_path_factory) -> Path:
     """``pip install ./plugins/benchbench-fdssm`` into a target folder, built from a copy (pip builds in place)."""
-    source = tmp_path_factory.mktemp("fdssm-src") / "benchbench-fdssm"
-    shutil.copytree(SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = tmp_path_factory.mktemp("fdssm-site")
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*pip, "--target", str(target), str(source)], check=True)
-    return target
+    return pip_install_copy(tmp_path_factory, SOURCE)
 
 
 @pytest.fixture

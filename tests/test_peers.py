@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_copy
 
 from benchbench.plugins import Plugins
 
@@ -25,12 +26,7 @@ LIBRARIES = ("torchebm", "score_models", "toy_gradlogp", "coreax")
 
 @pytest.fixture(scope="module")
 def peers_site(tmp_path_factory) -> Path:
-    source = tmp_path_factory.mktemp("peers-src") / "benchbench-peers"
-    shutil.copytree(SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = tmp_path_factory.mktemp("peers-site")
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*pip, "--target", str(target), str(source)], check=True)
-    return target
+    return pip_install_copy(tmp_path_factory, SOURCE)
 
 
 @pytest.fixture

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from benchbench.params import resolve
 from benchbench.plugins import Plugins
 from benchbench.specs import Data, Metric, Report, TrainResult, resolve_ref
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,7 +23,8 @@ class EvalContext:
 
     ``samples`` are drawn once, on first use, by the trial's sampler (``--sampler``, or annealed
     Langevin for noise-conditional models and plain Langevin otherwise), and shared by every
-    sample-based metric; ``sampling_s`` is the time that took.
+    sample-based metric; ``sampling_s`` is the time that took. :meth:`shared` is the same for any other work
+    that several metrics need.
     """
 
     data: Data
@@ -32,10 +35,18 @@ class EvalContext:
     sampling_s: float | None = None
     sampler_used: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def model(self):
         return self.result.model
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per context under ``key``: work that several metrics read (one MAP solve serves
+        map_error and map_error_ratio) is paid once per evaluation, not once per metric."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     def default_sampler(self) -> str | None:
         """The sampler plugin that declares itself the default for this kind of model (``Sampler.default_for``)."""

@@ -117,6 +117,12 @@ class Evaluated:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
+TIME_ACCOUNTING = ("wall_s", "checkpoint_eval_s", "metrics_s", "sampling_s", "reports_s")
+"""Where a trial's wall time went, logged as metrics beside train_time_s and compile_s: the whole trial; the curve
+evaluations at checkpoints (inside the training loop, outside its timed region); the final metrics, sampling
+included; the sampling alone; the pictures and other reports."""
+
+
 def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Progress | None = None) -> Evaluated:
     """Train and evaluate one trial without tracking; raises on failure."""
     plugins = get_plugins(plugin_modules)
@@ -131,7 +137,10 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
     curves: dict[str, list[tuple[int, float]]] = {}
     subset = replace(data, test=data.test[: CURVE_IMAGES if data.is_image else CURVE_EXAMPLES])
 
+    clock: dict[str, float] = dict.fromkeys(TIME_ACCOUNTING[1:], 0.0)
+
     def evaluate(model: TrainedModel, step: int, seconds: float) -> None:
+        start = time.perf_counter()
         result = TrainResult(model=model, losses=np.zeros(0), steps=step, train_s=seconds, compile_s=0.0)
         ctx = EvalContext(data=subset, result=result, trial=trial, plugins=plugins, seed=trial.seed)
         values, _ = compute_metrics(ctx, curve_metrics)
@@ -140,17 +149,23 @@ def run_trial(trial: Trial, plugin_modules: tuple[str, ...] = (), progress: Prog
         points = {m.name: values[m.name] for m in curve_metrics if m.name in values} | {"train_time_s": seconds}
         for key, value in points.items():
             curves.setdefault(key, []).append((step, value))
+        clock["checkpoint_eval_s"] += time.perf_counter() - start
 
     result = training.fit(program, trial, evaluate=evaluate, progress=progress)
     ctx = EvalContext(data=data, result=result, trial=trial, plugins=plugins, seed=trial.seed)
+    start = time.perf_counter()
     values, errors = compute_metrics(ctx, metrics)
+    clock["metrics_s"] = time.perf_counter() - start
+    clock["sampling_s"] = ctx.sampling_s or 0.0
     for key in curves.keys() - {"train_time_s"}:
         if key in values:
             curves[key].append((result.steps, values[key]))
     curves.setdefault("train_time_s", []).append((result.steps, result.train_time_s))
     reports = [r for r, _ in plugins.items("report") if r.every_seed or trial.seed == 0]
+    start = time.perf_counter()
     files, report_errors = render_reports(ctx, reports)
-    return Evaluated(result, ctx, values, files, errors | report_errors, curves)
+    clock["reports_s"] = time.perf_counter() - start
+    return Evaluated(result, ctx, values | clock, files, errors | report_errors, curves)
 
 
 def trial_tags(trial: Trial) -> dict[str, str]:
@@ -252,7 +267,7 @@ def _log_evaluated(store: TrialStore, run_id: str, evaluated: Evaluated) -> None
 
 
 def metric_directions(plugin_modules: tuple[str, ...] = ()) -> Mapping[str, str]:
-    """``{metric name: "lower" | "higher"}``: every registered metric, and ``wall_s`` that the runner adds."""
+    """``{metric name: "lower" | "higher"}``: every registered metric, and the time accounting the runner adds."""
     directions = {m.name: m.direction for m, _ in get_plugins(plugin_modules).items("metric")}
-    directions["wall_s"] = "lower"
+    directions.update(dict.fromkeys(TIME_ACCOUNTING, "lower"))
     return directions

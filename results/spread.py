@@ -38,18 +38,31 @@ def spread_table(uri: str, experiment: str) -> str:
 
 
 def training_share(runs) -> str:
-    """How much of the trials' wall time was training: sum of training seconds / sum of wall_s. Training seconds
-    are train_time_s (warm-up + timed steps), or for runs older than it (steps - 1) x train_step_ms."""
+    """How much of the trials' wall time was training: sum of training seconds / sum of wall_s, and where the rest
+    went (the runner's time accounting, where the runs have it). Training seconds are train_time_s (warm-up + timed
+    steps), or for runs older than it (steps - 1) x train_step_ms."""
     if "metrics.train_time_s" in runs:
         training = runs["metrics.train_time_s"]
     else:
         training = (runs["params.steps"].astype(float) - 1) * runs["metrics.train_step_ms"] / 1000
-    share = training.sum() / runs["metrics.wall_s"].sum()
-    return (
-        f"Training time is {100 * share:.0f}% of the trials' wall time ({training.sum():.0f} s of "
-        f"{runs['metrics.wall_s'].sum():.0f} s over {len(runs)} finished trials; the rest is data, evaluation, "
-        "sampling, pictures and logging)."
+    wall = runs["metrics.wall_s"].sum()
+    line = (
+        f"Training time is {100 * training.sum() / wall:.0f}% of the trials' wall time ({training.sum():.0f} s of "
+        f"{wall:.0f} s over {len(runs)} finished trials; the rest is data, evaluation, sampling, pictures and logging)."
     )
+    parts = {
+        "compile (first step)": "compile_s",
+        "curve evaluations at checkpoints": "checkpoint_eval_s",
+        "final metrics": "metrics_s",
+        "of which sampling": "sampling_s",
+        "pictures": "reports_s",
+    }
+    shown = {label: runs[f"metrics.{key}"].sum() for label, key in parts.items() if f"metrics.{key}" in runs}
+    if "curve evaluations at checkpoints" in shown:
+        accounted = training.sum() + sum(v for k, v in shown.items() if k != "of which sampling")
+        shown["the rest (data, model set-up, logging params)"] = wall - accounted
+        line += " Of the wall time: " + "; ".join(f"{label} {100 * v / wall:.0f}%" for label, v in shown.items()) + "."
+    return line
 
 
 if __name__ == "__main__":

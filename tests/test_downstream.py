@@ -92,6 +92,25 @@ def test_map_error_ratio_of_the_true_score_is_one():
     assert map_estimation.map_error_ratio(context(data, worse))["value"] > 1.05
 
 
+def test_map_error_and_its_ratio_share_one_solve():
+    data = gaussian(4, 5.0, 50)
+    calls = []
+
+    class Counting(LinearModel):
+        def score(self, x, sigma=None):
+            calls.append(len(x))
+            return super().score(x, sigma)
+
+    ctx = context(data, Counting(np.eye(4), np.zeros(4)))
+    map_estimation.map_error(ctx)
+    once = len(calls)
+    assert once > 1
+    map_estimation.map_error_ratio(ctx)
+    assert len(calls) == once  # the ratio read the solve map_error paid for
+    map_estimation.map_error_ratio(context(data, Counting(np.eye(4), np.zeros(4))))
+    assert len(calls) == 2 * once  # a new evaluation solves again
+
+
 def test_image_map_metrics_and_pictures():
     rng = np.random.default_rng(0)
     images = rng.random((120, 36))

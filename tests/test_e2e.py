@@ -70,6 +70,11 @@ def test_sweep_is_tracked_and_tabled_from_the_store(tracking_uri, experiment):
         for name in ("fisher_divergence", "train_steps_per_s", "train_examples_per_s", "compile_s", "wall_s"):
             assert metrics[name] == metrics[name] and metrics[name] >= 0  # present and not NaN
         assert metrics["train_examples_per_s"] == pytest.approx(128 * metrics["train_steps_per_s"])
+        # where the wall time went: the parts are measured apart and fit inside it
+        parts = ("train_time_s", "compile_s", "checkpoint_eval_s", "metrics_s", "reports_s")
+        assert all(metrics[part] > 0 for part in parts)
+        assert sum(metrics[part] for part in parts) < metrics["wall_s"]
+        assert 0 < metrics["sampling_s"] < metrics["metrics_s"]
         history = client.get_metric_history(child.info.run_id, "train_loss")
         assert len(history) == 60 and history[-1].step == 59
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}

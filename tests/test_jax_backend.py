@@ -458,3 +458,27 @@ def test_every_objective_learns_a_gaussian(objective, dim):
     evaluated = run_trial(trial)
     assert evaluated.result.model.backend == "jax"
     assert evaluated.metrics["fisher_divergence"] < threshold, evaluated.metrics
+
+
+def test_a_second_sweep_loads_its_programs_from_the_persistent_compilation_cache(tmp_path, subprocess_env):
+    """The cache lives under XDG_CACHE_HOME by default and is recorded on the run; a second process reuses it."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    subprocess_env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    subprocess_env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    folder = tmp_path / "cache" / "benchbench" / "jax"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "benchbench", "run", "-o", "denoising", "-b", "jax", "-d", "gaussian:dim=2"]
+    command += ["--steps", "20", "--no-resume", "--tracking-uri", uri, "--experiment", "cache"]
+    entries = []
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        entries.append(sorted(p.name for p in folder.iterdir()))
+    assert entries[0] and entries[1] == entries[0]  # the second run compiled nothing new
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("cache").experiment_id], "tags.`bench.backend` = 'jax'")
+    assert len(runs) == 2 and {run.data.tags["bench.compilation_cache"] for run in runs} == {str(folder)}

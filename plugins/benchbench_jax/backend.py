@@ -155,7 +155,7 @@ class JaxProgram:
     def __init__(self, trial: Any, data: Data, objective: Objective, hparams: Mapping[str, Any]) -> None:
         settings = trial.settings
         self.seed = trial.seed
-        self.tags = {"threads": configure_threads(settings.threads)}
+        self.tags = {"threads": configure_threads(settings.threads), "compilation_cache": compilation_cache()}
         self.jax_device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype)
         self.sigmas = objective_ladder(objective, hparams, "jax")
@@ -224,6 +224,22 @@ class JaxProgram:
             product(a, a).block_until_ready()
             best = min(best, time.perf_counter() - start)
         return 2 * size**3 / best
+
+
+def compilation_cache() -> str:
+    """Turn on JAX's persistent compilation cache, so that a configuration compiled by an earlier sweep (its train
+    step, sampler, trace) loads instead of compiling again: measured on the 2-core CPU, a denoising trial at d=16
+    took 7.1 s with a cold cache (compile_s 1.05) and 5.4 s with a warm one (compile_s 0.26).
+
+    ``JAX_COMPILATION_CACHE_DIR`` chooses the folder (JAX reads it; an empty value turns the cache off); else
+    ``$XDG_CACHE_HOME/benchbench/jax`` (``~/.cache/benchbench/jax``). Every compilation is cached, however short:
+    a trial pays for a dozen small ones. Returns the folder in use, or "off", for the trial's tags.
+    """
+    if jax.config.jax_compilation_cache_dir is None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        jax.config.update("jax_compilation_cache_dir", os.path.join(base, "benchbench", "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return jax.config.jax_compilation_cache_dir or "off"
 
 
 def configure_threads(requested: int | None) -> str:

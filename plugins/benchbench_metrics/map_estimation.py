@@ -44,12 +44,19 @@ class Problem:
     """One solved inverse problem: truth, observation (in x-space, F'y), estimate, and the solver's account."""
 
     truth: np.ndarray
-    observed: np.ndarray
+    operator: np.ndarray
+    y: np.ndarray
+    x0: np.ndarray
+    scale: float
     estimate: np.ndarray
-    reference: np.ndarray | None
     noise: float
     iterations: int
     converged: float
+
+    @property
+    def observed(self) -> np.ndarray:
+        """The observation back in x-space, F'y (what a picture shows)."""
+        return self.y @ self.operator
 
 
 def data_scale(train: np.ndarray) -> float:
@@ -72,9 +79,10 @@ def _levels(ctx: EvalContext) -> list[float | None]:
     return [None]
 
 
-def _reference(ctx: EvalContext, operator: np.ndarray, y: np.ndarray, noise: float, x0: np.ndarray, scale: float):
+def _reference(ctx: EvalContext, problem: Problem) -> np.ndarray | None:
     """The true prior's MAP: closed form for a Gaussian, else the same solver with the true score, or None."""
     data = ctx.data
+    operator, y, noise = problem.operator, problem.y, problem.noise
     if "covariance" in data.info:
         return ip.gaussian_map(operator, y, noise, np.asarray(data.info["mean"]), np.asarray(data.info["covariance"]))
     if data.score is None:
@@ -85,13 +93,27 @@ def _reference(ctx: EvalContext, operator: np.ndarray, y: np.ndarray, noise: flo
     else:
         levels, score = [None], lambda x, sigma: data.score(x)  # noqa: E731 - one level, the true score
     result = ip.solve_map(
-        score, operator, y, noise, x0, iterations=MAP_ITERATIONS, scale=scale, sigmas=levels, tol=TOL, seed=ctx.seed
+        score,
+        operator,
+        y,
+        noise,
+        problem.x0,
+        iterations=MAP_ITERATIONS,
+        scale=problem.scale,
+        sigmas=levels,
+        tol=TOL,
+        seed=ctx.seed,
     )
     return result.x
 
 
-def solve(ctx: EvalContext, kind: str, points: int | None = None, reference: bool = False) -> Problem | None:
-    """The trial's ``kind`` problem on held-out examples, solved with the model's score (module docstring)."""
+def solve(ctx: EvalContext, kind: str, points: int | None = None) -> Problem | None:
+    """The trial's ``kind`` problem on held-out examples, solved with the model's score (module docstring); once
+    per evaluation, however many metrics read it."""
+    return ctx.shared(f"map_estimation.{kind}.{points}", lambda: _solve(ctx, kind, points))
+
+
+def _solve(ctx: EvalContext, kind: str, points: int | None) -> Problem | None:
     data = ctx.data
     if data.dim > MAX_DIM:
         return None
@@ -118,9 +140,11 @@ def solve(ctx: EvalContext, kind: str, points: int | None = None, reference: boo
     )
     return Problem(
         truth=truth,
-        observed=y @ operator,
+        operator=operator,
+        y=y,
+        x0=x0,
+        scale=scale,
         estimate=result.x,
-        reference=_reference(ctx, operator, y, noise, x0, scale) if reference else None,
         noise=noise,
         iterations=result.iterations,
         converged=result.converged,
@@ -150,10 +174,11 @@ def map_error(ctx: EvalContext) -> dict[str, float] | None:
 
 def map_error_ratio(ctx: EvalContext) -> dict[str, float] | None:
     """map_error / the true prior's MAP error on the same problems: 1.0 = as good a prior as the truth."""
-    problem = solve(ctx, "projection", reference=True)
-    if problem is None or problem.reference is None:
+    problem = solve(ctx, "projection")
+    reference = None if problem is None else _reference(ctx, problem)
+    if reference is None:
         return None
-    true_error = mse(problem.reference, problem.truth)
+    true_error = mse(reference, problem.truth)
     return {"value": mse(problem.estimate, problem.truth) / true_error, "true_prior": true_error}
 
 

@@ -8,6 +8,7 @@ plugin never sees a value it did not declare.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,9 +85,12 @@ class Param:
             ) from None
         numbers = value if kind == "floats" else (value,) if kind in ("int", "float") else ()
         for number in numbers:
+            if not math.isfinite(number):
+                raise ParameterError(
+                    f"{where}: parameter {self.name}={raw!r} is not a finite number; expected {self.describe()}"
+                )
             if (
-                number != number
-                or (self.low is not None and number < self.low)
+                (self.low is not None and number < self.low)
                 or (self.high is not None and number > self.high)
             ):
                 raise ParameterError(

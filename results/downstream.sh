@@ -20,14 +20,15 @@ runs=(--tracking-uri "$uri" --experiment "$experiment" --seeds 3 --steps 1000)
 
 cd "$store" # MLflow writes run artifacts under ./mlruns: keep them in the temporary store
 summaries=()
+commands=()
 for sweep in synthetic images; do
     if [ "$sweep" = synthetic ]; then
-        args=(-o all -d gaussian:dim=4 -d gaussian:dim=16,cond=10 -d gmm:dim=4)
+        args=(-o all -d gaussian:dim=16,cond=10 -d gmm:dim=4)
     else
-        # Not exact: its trace costs d = 784 tangent directions a step (about 2 s a step here), hours per trial.
-        args=(-o sliced -o hutchinson -o denoising -o denoising-multiscale -o diffusion-ve -o diffusion-vp
-            -d mnist:exclude_class=9 --model "$image_model" --seeds 2 --steps 500)
+        # exact included: the MLP's weight-cycle trace costs (depth - 2) width^3 a row, not d = 784 tangents.
+        args=(-o all -d mnist:exclude_class=9 --model "$image_model" --seeds 2 --steps 500)
     fi
+    commands+=("bench run ${runs[*]:4} ${args[*]}${*:+ $*}")
     status=0
     "$bench" run "${runs[@]}" "${args[@]}" "$@" | tee "$store/$sweep.txt" || status=$?
     if [ "$status" -gt 1 ]; then # 1: some trials failed, and they belong in the table with their reason
@@ -53,9 +54,12 @@ done
     echo "fresh temporary MLflow store and derives the table with \`bench table\`; nothing is typed by hand)."
     echo
     echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) (load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
-    echo "by \`bench run ${runs[*]:4}${*:+ $*}\` with \`-o all -d gaussian:dim=4 -d gaussian:dim=16,cond=10 -d gmm:dim=4\`"
-    echo "and \`-o sliced -o hutchinson -o denoising -o denoising-multiscale -o diffusion-ve -o diffusion-vp"
-    echo "-d mnist:exclude_class=9 --model $image_model --seeds 2 --steps 500\` (not exact: 784 tangent directions a step)."
+    echo "by these commands (later options override earlier ones):"
+    for line in "${commands[@]}"; do
+        echo "- \`$line\`"
+    done
+    echo
+    echo "Trials:"
     for line in "${summaries[@]}"; do
         echo "- $line"
     done

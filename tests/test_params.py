@@ -38,7 +38,9 @@ def test_resolve_types_defaults_and_bounds():
         ({"dim": "two"}, "parameter dim='two' is not valid; expected an integer >= 1"),
         ({"dim": "0"}, "out of range"),
         ({"dim": "1.5"}, "not valid"),
-        ({"sigma": "nan"}, "out of range"),
+        ({"sigma": "nan"}, "sigma='nan' is not a finite number"),
+        ({"sigma": "inf"}, "sigma='inf' is not a finite number"),
+        ({"sigma": "0.1,-inf"}, "not valid"),
         ({"dimm": "3"}, "unknown parameter 'dimm'; valid: dim, sigma (did you mean 'dim'?)"),
     ],
 )

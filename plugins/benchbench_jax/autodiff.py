@@ -2,8 +2,8 @@
 
 These work for any ``score_fn(x) -> (n, d)`` whose rows depend only on their own example (no batch
 statistics), which is what lets one batched ``jvp`` with the basis vector e_k in every row return column k of
-every example's Jacobian. Models may offer a faster path (the MLP's forward tangent propagation in
-:mod:`benchbench_jax.models`); :func:`score_and_trace` chooses between them.
+every example's Jacobian. Models may offer faster paths (the MLP's forward tangent propagation and its
+weight-cycle trace in :mod:`benchbench_jax.models`); :func:`score_and_trace` chooses between them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import jax
 import jax.numpy as jnp
 
 from benchbench import ParameterError
+from benchbench.mlp import cheaper_fast_trace
 
 ScoreFn = Callable[[jax.Array], jax.Array]
 
-TRACE_METHODS = ("auto", "forward-tangent", "jacfwd", "jacrev", "jvp-basis", "loop")
+TRACE_METHODS = ("auto", "forward-tangent", "weight-cycle", "jacfwd", "jacrev", "jvp-basis", "loop")
+
+# The model's fast paths: method name -> the attribute that offers it.
+FAST_TRACES = {"forward-tangent": "tangent_trace", "weight-cycle": "cyclic_trace"}
 
 
 def basis_blocks(dim: int, chunk: int, dtype) -> jax.Array:
@@ -87,27 +91,33 @@ def score_and_trace(
     """Scores ``(n, d)`` and the exact trace of their Jacobian ``(n,)``.
 
     ``auto`` takes the model's fast path when ``score_fn`` offers one (an attribute ``tangent_trace(x, chunk)
-    -> (scores, trace)``, the name the torch backend uses too) and batched reverse mode (``jacrev``) otherwise.
+    -> (scores, trace)`` or ``cyclic_trace(x)``, the names the torch backend uses too; the cheaper by
+    :func:`benchbench.mlp.cheaper_fast_trace` of ``score_fn.mlp_shape`` when it offers both) and batched reverse mode
+    (``jacrev``) otherwise.
     Median ms of a jitted exact train step, MLP d-128-128-128-d softplus, batch 128, float32, measured side by
     side on the shared 2-core CPU at load ~7, d=16 / d=64: forward-tangent 6.7 / 48, jacrev 8.0 / 64, loop
     8.2 / 74, jvp-basis 11.0 / 75, jacfwd 17.5 / 96 (at load ~3 forward-tangent took 6.6 / 28). For the energy
     MLP (no fast path; forward- or reverse-over-reverse) jacrev and jvp-basis were within noise (d=16: 31 / 26
-    ms median, 21 / 23 min), so reverse mode is the generic default.
+    ms median, 21 / 23 min), so reverse mode is the generic default. weight-cycle costs about (depth - 2)
+    width^3 per example instead of forward-tangent's d (depth - 1) width^2, so ``auto`` takes it from d = 66
+    at width 128, depth 3, batch 128 (MNIST's d = 784, say); one rough run there (``bench perf``, 5 steps,
+    one repeat, default threads, the shared 2-core CPU at load ~3.5): 82 ms / step against forward-tangent's 714.
     ``chunk`` > 0 bounds memory to ``chunk`` basis vectors at a time, the backward pass included;
-    ``jacfwd`` and ``loop`` do not chunk (``jacfwd`` with ``chunk`` > 0 uses the chunked forward path).
+    ``jacfwd`` and ``loop`` do not chunk (``jacfwd`` with ``chunk`` > 0 uses the chunked forward path), nor does
+    ``weight-cycle``, which has no d-sized tangents and keeps about 2 (depth - 1) arrays of n x width^2.
     """
     if method not in TRACE_METHODS:
         raise ParameterError(f"exact: method={method!r} is not valid; expected one of {', '.join(TRACE_METHODS)}")
-    fast = getattr(score_fn, "tangent_trace", None)
-    if method == "forward-tangent":
+    if method == "auto":
+        method = _fast_method(score_fn, x.shape[0]) or "jacrev"
+    if method in FAST_TRACES:
+        fast = getattr(score_fn, FAST_TRACES[method], None)
         if fast is None:
             raise ParameterError(
-                "exact: method='forward-tangent' needs a model that offers it (the JAX mlp score network); "
+                f"exact: method={method!r} needs a model that offers it (the JAX mlp score network); "
                 f"{type(score_fn).__name__} does not; use method=auto, jacfwd, jacrev or jvp-basis"
             )
-        return fast(x, chunk)
-    if method == "auto":
-        return fast(x, chunk) if fast is not None else _trace_reverse(score_fn, x, chunk)
+        return fast(x, chunk) if method == "forward-tangent" else fast(x)
     if method == "jacrev":
         return _trace_reverse(score_fn, x, chunk)
     if method == "loop":
@@ -115,6 +125,14 @@ def score_and_trace(
     if method == "jacfwd" and chunk <= 0:
         return _trace_jacfwd(score_fn, x)
     return _trace_forward(score_fn, x, chunk)
+
+
+def _fast_method(score_fn: ScoreFn, batch: int) -> str | None:
+    """The fast path ``auto`` takes: the one the model offers, the cheaper if both; None if neither."""
+    offered = [method for method, name in FAST_TRACES.items() if hasattr(score_fn, name)]
+    if len(offered) == 2:
+        return cheaper_fast_trace(*score_fn.mlp_shape, batch)
+    return offered[0] if offered else None
 
 
 def directional_vjp(score_fn: ScoreFn, x: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -112,16 +112,15 @@ def score(arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | N
     return skip * x + out * f if arch.noise_conditional else f
 
 
-def tangent_trace(
-    arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None, chunk: int
+def _fast_trace(
+    arch: Architecture,
+    params: Params,
+    x: jax.Array,
+    sigma: jax.Array | None,
+    network_trace: Callable[[list[jax.Array]], jax.Array],
 ) -> tuple[jax.Array, jax.Array]:
-    """Scores and tr(ds/dx) of a score MLP by forward tangent propagation (DESIGN.md's fast path).
-
-    One forward pass keeps act'(z) of every hidden layer; then the input Jacobian T (n x k x width for a
-    block of k basis vectors) is carried as T <- (T W') * act'(z), and at the last layer only its diagonal
-    is formed, sum_h T[n, i, h] W[i, h], which saves a factor d there. ``chunk`` bounds k as in
-    :func:`benchbench_jax.autodiff.score_and_trace`.
-    """
+    """Scores and tr(ds/dx) of a score MLP, given ``network_trace(slopes)``: tr(dF/du) of the raw MLP from
+    act'(z) of every hidden layer, ``(n, width)`` each, which one forward pass keeps for either fast path."""
     act = ACTIVATIONS[arch.activation]
     *hidden, last = params["layers"]
     if arch.noise_conditional:
@@ -134,25 +133,70 @@ def tangent_trace(
         h, slope = jax.jvp(act, (h @ layer["w"].T + layer["b"],), (jnp.ones((x.shape[0], arch.width), x.dtype),))
         slopes.append(slope)
     scores = h @ last["w"].T + last["b"]
-    w_in = hidden[0]["w"][:, : arch.dim]
-
-    def block_trace(block: jax.Array) -> jax.Array:
-        tangent = (block @ w_in.T)[None] * slopes[0][:, None, :]
-        for layer, slope in zip(hidden[1:], slopes[1:]):
-            tangent = (tangent @ layer["w"].T) * slope[:, None, :]
-        return jnp.einsum("nkh,kh->n", tangent, block @ last["w"])
-
-    trace = sum_over_blocks(block_trace, basis_blocks(arch.dim, chunk, x.dtype))
+    trace = network_trace(slopes)
     if arch.noise_conditional:  # d(skip x + out F(c_in x))/dx = skip I + out c_in dF/du
         return skip * x + out * scores, arch.dim * skip[:, 0] + (out * c_in)[:, 0] * trace
     return scores, trace
 
 
+def tangent_trace(
+    arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None, chunk: int
+) -> tuple[jax.Array, jax.Array]:
+    """Scores and tr(ds/dx) of a score MLP by forward tangent propagation (DESIGN.md's fast path).
+
+    One forward pass keeps act'(z) of every hidden layer; then the input Jacobian T (n x k x width for a
+    block of k basis vectors) is carried as T <- (T W') * act'(z), and at the last layer only its diagonal
+    is formed, sum_h T[n, i, h] W[i, h], which saves a factor d there. ``chunk`` bounds k as in
+    :func:`benchbench_jax.autodiff.score_and_trace`.
+    """
+    *hidden, last = params["layers"]
+    w_in = hidden[0]["w"][:, : arch.dim]
+
+    def network_trace(slopes: list[jax.Array]) -> jax.Array:
+        def block_trace(block: jax.Array) -> jax.Array:
+            tangent = (block @ w_in.T)[None] * slopes[0][:, None, :]
+            for layer, slope in zip(hidden[1:], slopes[1:]):
+                tangent = (tangent @ layer["w"].T) * slope[:, None, :]
+            return jnp.einsum("nkh,kh->n", tangent, block @ last["w"])
+
+        return sum_over_blocks(block_trace, basis_blocks(arch.dim, chunk, x.dtype))
+
+    return _fast_trace(arch, params, x, sigma, network_trace)
+
+
+def cyclic_trace(
+    arch: Architecture, params: Params, x: jax.Array, sigma: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    """Scores and tr(ds/dx) of a score MLP by the cyclic property of the trace, with no d-sized tangents.
+
+    With D_l = diag(act'(z_l)), dF/du = W_o D_L W_L ... D_2 W_2 D_1 W_1, so its trace is tr(M C) with
+    M = W_1 W_o (width x width, once per batch: the only product that costs d) and C = D_L W_L ... D_2 W_2 D_1
+    per example, built from the right: D_2 W_2 D_1 is a scaling (width^2), each further layer one
+    width x width matmul (width^3). Depth 1 needs only the diagonal of M, tr(D_1 M) = sum_a act'(z_1)_a M_aa.
+    Not chunked: the backward pass keeps about two (n, width, width) arrays per hidden layer after the first,
+    whatever d is (the same algorithm as the torch ScoreMLP's ``cyclic_trace``).
+    """
+    *hidden, last = params["layers"]
+    w_in = hidden[0]["w"][:, : arch.dim]
+
+    def network_trace(slopes: list[jax.Array]) -> jax.Array:
+        if len(slopes) == 1:
+            return slopes[0] @ jnp.einsum("ai,ia->a", w_in, last["w"])
+        cycle = w_in @ last["w"]
+        chain = slopes[1][:, :, None] * hidden[1]["w"] * slopes[0][:, None, :]
+        for layer, slope in zip(hidden[2:], slopes[2:]):
+            chain = slope[:, :, None] * (layer["w"] @ chain)
+        return jnp.einsum("ac,nca->n", cycle, chain)
+
+    return _fast_trace(arch, params, x, sigma, network_trace)
+
+
 class MLPScore:
-    """A score MLP bound to its parameters: ``s(x)`` or ``s(x, sigma)``, plus the forward-tangent fast path.
+    """A score MLP bound to its parameters: ``s(x)`` or ``s(x, sigma)``, plus the two fast trace paths.
 
     Losses take any callable; :func:`benchbench_jax.autodiff.score_and_trace` looks for the
-    ``tangent_trace(x, chunk)`` attribute to use the fast path (the torch ScoreMLP offers the same name).
+    ``tangent_trace(x, chunk)`` and ``cyclic_trace(x)`` attributes to use the fast paths, and for ``mlp_shape``
+    to choose between them (the torch ScoreMLP offers the same names).
     ``sigma`` fixes the noise level of a noise-conditional network for one-argument use (traces at one sigma).
     """
 
@@ -162,12 +206,20 @@ class MLPScore:
     def __call__(self, x: jax.Array, sigma: jax.Array | None = None) -> jax.Array:
         return score(self.arch, self.params, x, self.sigma if sigma is None else sigma)
 
+    @property
+    def mlp_shape(self) -> tuple[int, int, int]:
+        """(dim, width, depth): what :func:`benchbench.mlp.cheaper_fast_trace` needs to choose."""
+        return self.arch.dim, self.arch.width, self.arch.depth
+
     def tangent_trace(self, x: jax.Array, chunk: int = 0) -> tuple[jax.Array, jax.Array]:
         return tangent_trace(self.arch, self.params, x, self.sigma, chunk)
 
+    def cyclic_trace(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return cyclic_trace(self.arch, self.params, x, self.sigma)
+
 
 def score_function(arch: Architecture, params: Params, sigma: jax.Array | None = None) -> Callable[..., jax.Array]:
-    """The callable a loss receives. Energy and conv networks have no tangent fast path (generic autodiff)."""
+    """The callable a loss receives. Energy and conv networks have no fast trace path (generic autodiff)."""
     if not isinstance(arch, Architecture) or arch.energy:
         return lambda x, noise=None: score(arch, params, x, sigma if noise is None else noise)
     return MLPScore(arch, params, sigma)

@@ -44,8 +44,9 @@ EXACT = Objective(
         Param(
             "method",
             "auto",
-            "how the trace is computed; loop is the d-autograd-call reference, for bench perf",
-            choices=("auto", "forward-tangent", "jacfwd", "jacrev", "jvp-basis", "loop"),
+            "how the trace is computed; forward-tangent and weight-cycle are the built-in mlp's fast paths (auto "
+            "takes the cheaper, weight-cycle at high d); loop is the d-autograd-call reference, for bench perf",
+            choices=("auto", "forward-tangent", "weight-cycle", "jacfwd", "jacrev", "jvp-basis", "loop"),
             loss_independent="the cost: the same exact trace by another algorithm",
         ),
     ),

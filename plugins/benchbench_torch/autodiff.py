@@ -5,12 +5,14 @@ independently (so the Jacobian of the batch is block-diagonal and one tangent pe
 column of every example's Jacobian). A model may offer a faster path, looked up by name:
 
 - ``score_fn.tangent_jvp(x, v)`` with ``v`` (n, k, d) -> ``(s(x), J v)`` with J v (n, k, d);
-- ``score_fn.tangent_trace(x, chunk)`` -> ``(s(x), tr(ds/dx))`` with the trace (n,).
+- ``score_fn.tangent_trace(x, chunk)`` -> ``(s(x), tr(ds/dx))`` with the trace (n,);
+- ``score_fn.cyclic_trace(x)`` -> the same by the cyclic property of the trace, with ``score_fn.mlp_shape``
+  ``(dim, width, depth)`` so that :func:`benchbench.mlp.cheaper_fast_trace` can choose between the two.
 
-:class:`benchbench_torch.models.ScoreMLP` offers both by forward tangent propagation. Every other
-callable goes through autograd: ``torch.func`` (jvp, jacfwd, jacrev under vmap) for the trace, with a
-fallback to batched reverse mode for a callable ``torch.func`` cannot transform (one calling
-``torch.autograd.grad`` inside, say), and double backward for v'(ds/dx)v. Only ``method="loop"`` loops
+:class:`benchbench_torch.models.ScoreMLP` offers all of them. Every other callable goes through
+autograd: ``torch.func`` (jvp, jacfwd, jacrev under vmap) for the trace, with a fallback to batched
+reverse mode for a callable ``torch.func`` cannot transform (one calling ``torch.autograd.grad``
+inside, say), and double backward for v'(ds/dx)v. Only ``method="loop"`` loops
 over dimensions in Python: it is the reference the original score-matching code uses, kept so that
 ``bench perf`` can time it.
 """
@@ -24,10 +26,14 @@ from torch.func import jacfwd, jacrev, jvp, vmap
 from torch.utils.checkpoint import checkpoint
 
 from benchbench import ParameterError
+from benchbench.mlp import cheaper_fast_trace
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
-TRACE_METHODS = ("auto", "forward-tangent", "jacfwd", "jacrev", "jvp-basis", "loop")
+TRACE_METHODS = ("auto", "forward-tangent", "weight-cycle", "jacfwd", "jacrev", "jvp-basis", "loop")
+
+# The model's fast paths: method name -> the attribute that offers it.
+FAST_TRACES = {"forward-tangent": "tangent_trace", "weight-cycle": "cyclic_trace"}
 
 
 def score_and_quadratic(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,25 +90,33 @@ def score_and_trace(
 
     ``chunk`` > 0 computes the trace over blocks of that many basis vectors, checkpointed when
     gradients are on, so memory is bounded by one block's tangents (a 784-d image model fits);
-    0 takes all d at once. ``method``: ``auto`` is the model's fast path when it offers one, else
+    0 takes all d at once. ``method``: ``auto`` is the model's fast path when it offers one (the
+    cheaper of two by :func:`benchbench.mlp.cheaper_fast_trace` when it offers both), else
     ``jvp-basis`` (``torch.func.jvp`` under ``vmap`` over basis vectors, on the whole batch at once),
-    falling back to batched reverse mode for callables ``torch.func`` refuses.
+    falling back to batched reverse mode for callables ``torch.func`` refuses. ``weight-cycle`` ignores
+    ``chunk``: it has no d-sized tangents to block, and keeps about 2 (depth - 1) tensors of n x width^2.
 
     Full train step of the default MLP, batch 128, eager, one thread, min of 5 blocks (ms, d = 16 / 64):
     forward-tangent 7.6 / 46, jvp-basis 16.5 / 69, jacfwd 17.9 / 58, jacrev 12.1 / 60, loop 14.7 / 64,
     batched reverse 25 / 281. jacrev is about as fast, but only forward-mode blocks can be checkpointed
     (torch.func's reverse transforms refuse checkpoint's hooks), hence jvp-basis as the generic default.
+    weight-cycle costs about (depth - 2) width^3 per example instead of forward-tangent's d (depth - 1)
+    width^2, so ``auto`` takes it from d = 66 at width 128, depth 3, batch 128 (MNIST's d = 784, say); one
+    rough run there (``bench perf``, 5 steps, one repeat, default threads, the shared 2-core CPU at load
+    ~3.5): 119 ms / step against forward-tangent's 918.
     """
     if method not in TRACE_METHODS:
         raise ParameterError(f"exact trace: method={method!r} is not valid; expected one of {', '.join(TRACE_METHODS)}")
-    fast = getattr(score_fn, "tangent_trace", None)
-    if method == "forward-tangent" or (method == "auto" and fast is not None):
+    if method == "auto":
+        method = _fast_method(score_fn, x.shape[0]) or method
+    if method in FAST_TRACES:
+        fast = getattr(score_fn, FAST_TRACES[method], None)
         if fast is None:
             raise ParameterError(
-                f"exact trace: method='forward-tangent' needs a model with a tangent_trace fast path "
+                f"exact trace: method={method!r} needs a model with a {FAST_TRACES[method]} fast path "
                 f"(the built-in mlp); {type(score_fn).__name__} has none; use auto, jacfwd, jacrev or jvp-basis"
             )
-        return fast(x, chunk)
+        return fast(x, chunk) if method == "forward-tangent" else fast(x)
     if method == "loop":
         return _loop_trace(score_fn, x)
     dim = x.shape[-1]
@@ -113,6 +127,14 @@ def score_and_trace(
         if method != "auto" or not _is_functorch_refusal(error):
             raise
     return _reverse_trace(score_fn, x, chunk)
+
+
+def _fast_method(score_fn: ScoreFn, batch: int) -> str | None:
+    """The fast path ``auto`` takes: the one the model offers, the cheaper if both; None if neither."""
+    offered = [method for method, name in FAST_TRACES.items() if hasattr(score_fn, name)]
+    if len(offered) == 2:
+        return cheaper_fast_trace(*score_fn.mlp_shape, batch)
+    return offered[0] if offered else None
 
 
 def _blocks(dim: int, chunk: int) -> Iterator[tuple[int, int]]:

@@ -2,8 +2,8 @@
 
 Three networks, chosen by ``--model`` and by whether the objective is noise-conditional:
 
-- :class:`ScoreMLP`: s(x) = MLP(x), d -> width^depth -> d. It offers the fast path that
-  :mod:`benchbench_torch.autodiff` looks for (``tangent_jvp``, ``tangent_trace``).
+- :class:`ScoreMLP`: s(x) = MLP(x), d -> width^depth -> d. It offers the fast paths that
+  :mod:`benchbench_torch.autodiff` looks for (``tangent_jvp``, ``tangent_trace``, ``cyclic_trace``).
 - :class:`EnergyMLP`: an energy E(x) = MLP(x), d -> width^depth -> 1, with s = -grad_x E, so the
   score is a conservative field by construction and tr(ds/dx) = -Laplacian E.
 - :class:`NoiseConditionalMLP`: s(x, sigma) preconditioned as benchbench.noise.Preconditioning says (EDM-style),
@@ -61,11 +61,18 @@ class ScoreMLP(MLP):
 
     Tangent propagation carries T = dh/dx · V through the layers, T <- (T W') * a'(z), one batched
     matmul per layer for all directions at once instead of one network pass per direction (DESIGN.md
-    measured it faster than ``vmap(jacfwd)`` in torch and than JAX's ``jacfwd``).
+    measured it faster than ``vmap(jacfwd)`` in torch and than JAX's ``jacfwd``). Its trace costs
+    about d (depth - 1) width^2 per example; :meth:`cyclic_trace` costs about (depth - 2) width^3,
+    which is less at high d (see :func:`benchbench.mlp.cheaper_fast_trace`).
     """
 
     def __init__(self, dim: int, width: int, depth: int, activation: str) -> None:
         super().__init__(dim, dim, width, depth, activation)
+
+    @property
+    def mlp_shape(self) -> tuple[int, int, int]:
+        """(dim, width, depth): what :func:`benchbench.mlp.cheaper_fast_trace` needs to choose."""
+        return self.out.out_features, self.out.in_features, len(self.hidden)
 
     def _tangent(self, zs: list[torch.Tensor], first: torch.Tensor) -> torch.Tensor:
         """Propagate tangents of the first hidden layer's pre-activation, ``first`` (n, k, width)."""
@@ -108,6 +115,28 @@ class ScoreMLP(MLP):
     def _trace_block(self, zs: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
         t = self._tangent(zs, self.hidden[0].weight.T[start:stop].unsqueeze(0))
         return torch.einsum("bih,ih->b", t, self.out.weight[start:stop])
+
+    def cyclic_trace(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """s(x) (n, d) and tr(ds/dx) (n,) by the cyclic property of the trace, with no d-sized tangents.
+
+        With D_l = diag(a'(z_l)), J = W_o D_L W_L ... D_2 W_2 D_1 W_1, so tr(J) = tr(M C) with
+        M = W_1 W_o (width x width, once per batch: the only product that costs d) and
+        C = D_L W_L ... D_2 W_2 D_1 per example. C is built from the right: D_2 W_2 D_1 is a scaling
+        (width^2), each further layer one width x width matmul (width^3), and tr(M C) an elementwise
+        sum; depth 1 needs only the diagonal of M (d width), tr(D_1 M) = sum_a a'(z_1)_a M_aa. Memory is
+        not chunked: autograd keeps about two (n, width, width) tensors per hidden layer after the first,
+        whatever d is.
+        """
+        h, zs = self.preactivations(x)
+        act, dact = ACTIVATIONS[self.activation]
+        slopes = [dact(z, act(z)) for z in zs]
+        if len(slopes) == 1:
+            return self.out(h), slopes[0] @ torch.einsum("ai,ia->a", self.hidden[0].weight, self.out.weight)
+        cycle = self.hidden[0].weight @ self.out.weight
+        chain = slopes[1].unsqueeze(2) * self.hidden[1].weight * slopes[0].unsqueeze(1)
+        for layer, slope in zip(self.hidden[2:], slopes[2:]):
+            chain = slope.unsqueeze(2) * (layer.weight @ chain)
+        return self.out(h), torch.einsum("ac,nca->n", cycle, chain)
 
 
 class EnergyMLP(nn.Module):

@@ -135,19 +135,16 @@ def measure(job: Job) -> Record:
             settings=Settings(steps=job.steps, batch_size=job.batch, **job.settings),
         )
         data = _normal_data(job.dim, job.batch)
-        step_ms, compile_s, memory = [], [], []
+        runs = []
         for _ in range(job.repeats):
             program = make_program(trial, data, objective, hparams)
-            run = training.train(program, training.Budget(steps=job.steps), name=f"perf {job.objective}")
-            step_ms.append(run.step_ms)
-            compile_s.append(run.compile_s)
-            memory.append(program.peak_memory())
-        record.ms_median = statistics.median(ms for ms in step_ms if ms is not None)
-        record.compile_s = compile_s[0]
-        known = [mb for mb, _ in memory if mb is not None]
+            runs.append(training.train(program, training.Budget(steps=job.steps), name=f"perf {job.objective}"))
+        record.ms_median = statistics.median(run.step_ms for run in runs if run.step_ms is not None)
+        record.compile_s = runs[0].compile_s
+        known = [run.peak_memory_mb for run in runs if run.peak_memory_mb is not None]
         record.peak_memory_mb = max(known) if known else None
-        record.memory_source, record.device = memory[-1][1], program.device
-        record.threads = str(program.tags.get("threads", ""))
+        record.memory_source, record.device = runs[-1].memory_source, runs[-1].device
+        record.threads = str(runs[-1].tags.get("threads", ""))
         _floor(record, program)
     except Exception as error:  # noqa: BLE001 - a failing combination is a row of the report, not a crash
         record.error = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"

@@ -86,11 +86,20 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A point where the model was evaluated: after ``step`` steps and ``train_time_s`` training seconds."""
+
+    step: int
+    train_time_s: float
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """What training measured, as the core's loop timed it (:mod:`benchbench.training`); numpy and floats.
 
     ``compile_s`` is the first step, ``warmup_s`` the ``warmup_steps`` after it, ``train_s`` the ``timed_steps``
-    after those; ``steps`` counts them all. ``tags`` are the program's (e.g. its thread count).
+    after those; ``steps`` counts them all. ``tags`` are the program's (e.g. its thread count). ``checkpoints``
+    are where the loop evaluated the model, the last one where training stopped.
     """
 
     model: TrainedModel
@@ -105,11 +114,17 @@ class TrainResult:
     memory_source: str = ""
     device: str = "cpu"
     tags: Mapping[str, str] = field(default_factory=dict)
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     @property
     def train_time_s(self) -> float:
         """Training seconds: warm-up and timed steps (what a time budget counts; the curves' time axis)."""
         return self.warmup_s + self.train_s
+
+    @property
+    def step_ms(self) -> float | None:
+        """Timed seconds / timed steps, in ms; None when no step was timed (a 1-step trial)."""
+        return 1000.0 * self.train_s / self.timed_steps if self.timed_steps else None
 
 
 class TrainedModel(Protocol):

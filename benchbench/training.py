@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from benchbench.errors import TrialFailure
-from benchbench.specs import TrainedModel, TrainResult
+from benchbench.specs import Checkpoint, TrainedModel, TrainResult
 
 WARMUP_BLOCKS = 8
 """At most this many warm-up blocks; measured: two suffice for a JAX program compiled twice (committed inputs)."""
@@ -103,36 +103,6 @@ def checkpoint_steps(every: int | None = None) -> Iterator[int]:
             yield int(round(mantissa * 10**decade))
 
 
-@dataclass
-class Checkpoint:
-    step: int
-    train_time_s: float
-
-
-@dataclass
-class TrainingRun:
-    """What the loop measured. Times in seconds; ``losses`` has one value per step."""
-
-    model: TrainedModel
-    losses: np.ndarray
-    steps: int
-    compile_s: float
-    warmup_steps: int
-    warmup_s: float
-    timed_steps: int
-    train_s: float
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-
-    @property
-    def train_time_s(self) -> float:
-        """Training seconds a budget counts and a curve's time axis shows: warm-up and timed steps."""
-        return self.warmup_s + self.train_s
-
-    @property
-    def step_ms(self) -> float | None:
-        return 1000.0 * self.train_s / self.timed_steps if self.timed_steps else None
-
-
 Evaluate = Callable[[TrainedModel, int, float], None]
 """``evaluate(model, steps done, training seconds)`` at a checkpoint, outside the timed region."""
 
@@ -182,7 +152,7 @@ def train(
     eval_every: int | None = None,
     evaluate: Evaluate | None = None,
     progress: Callable[[int], None] | None = None,
-) -> TrainingRun:
+) -> TrainResult:
     """Run ``program`` until ``budget`` is spent, by the rule in this module's docstring."""
     loop = _Loop(program, budget, name, progress or (lambda done: None))
     loop.state = program.init()
@@ -215,16 +185,21 @@ def train(
                 checkpoints.append(Checkpoint(loop.done, warm.seconds + train_s))
                 evaluate(program.to_model(loop.state), loop.done, warm.seconds + train_s)
     checkpoints.append(Checkpoint(loop.done, warm.seconds + train_s))
-    return TrainingRun(
+    memory_mb, memory_source = program.peak_memory()
+    return TrainResult(
         model=program.to_model(loop.state),
         losses=np.concatenate(loop.losses),
         steps=loop.done,
-        compile_s=compile_s,
-        warmup_steps=warm.steps,
-        warmup_s=warm.seconds,
-        timed_steps=timed_steps,
         train_s=train_s,
-        checkpoints=checkpoints,
+        compile_s=compile_s,
+        warmup_s=warm.seconds,
+        warmup_steps=warm.steps,
+        timed_steps=timed_steps,
+        peak_memory_mb=memory_mb,
+        memory_source=memory_source,
+        device=program.device,
+        tags=dict(program.tags),
+        checkpoints=tuple(checkpoints),
     )
 
 
@@ -271,26 +246,11 @@ def fit(
 ) -> TrainResult:
     """Train a trial's program for its settings' budget (steps, ``time_budget``, ``eval_every``)."""
     settings = trial.settings
-    run = train(
+    return train(
         program,
         Budget(settings.steps, settings.time_budget),
         name=trial.run_name,
         eval_every=settings.eval_every,
         evaluate=evaluate,
         progress=progress,
-    )
-    memory_mb, memory_source = program.peak_memory()
-    return TrainResult(
-        model=run.model,
-        losses=run.losses,
-        steps=run.steps,
-        train_s=run.train_s,
-        compile_s=run.compile_s,
-        warmup_s=run.warmup_s,
-        warmup_steps=run.warmup_steps,
-        timed_steps=run.timed_steps,
-        peak_memory_mb=memory_mb,
-        memory_source=memory_source,
-        device=program.device,
-        tags=dict(program.tags),
     )

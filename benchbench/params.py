@@ -89,10 +89,7 @@ class Param:
                 raise ParameterError(
                     f"{where}: parameter {self.name}={raw!r} is not a finite number; expected {self.describe()}"
                 )
-            if (
-                (self.low is not None and number < self.low)
-                or (self.high is not None and number > self.high)
-            ):
+            if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
                 raise ParameterError(
                     f"{where}: parameter {self.name}={raw!r} is out of range; expected {self.describe()}"
                 )

@@ -7,6 +7,7 @@ that estimates the same quantity. Figures depend on the machine and its load, wr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -47,12 +48,18 @@ def verdict(rows: list[dict]) -> str:
     return "passes" + (f" (warn: {', '.join(warned)})" if warned else "")
 
 
-def step_ms(objective: str, backend: str, options: list[str]) -> str:
+@functools.cache
+def step_ms(objective: str, backend: str, options: tuple[str, ...]) -> float | str:
+    """Median ms, or the error; each objective measured once however many peers it is compared with."""
     # bench perf adds reference variants for some objectives (exact: method=loop); the default is the one compared
     [record] = [
         r for r in bench("perf", "-o", objective, "-b", backend, "--json", *options) if r["variant"] == "default"
     ]
-    return f"{record['ms_median']:.2f}" if record.get("error") is None else f"error: {record['error'][:80]}"
+    return record["ms_median"] if record.get("error") is None else f"error: {record['error'][:80]}"
+
+
+def shown(value: float | str) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else value
 
 
 def main(out: Path, perf_options: list[str]) -> None:
@@ -69,14 +76,19 @@ def main(out: Path, perf_options: list[str]) -> None:
         f"Machine load when generated: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min); "
         f"{os.cpu_count()} CPUs.",
         "",
-        "| library loss | backend | kit verdict | step ms | built-in | built-in step ms |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Speed-up: the peer's step time over the built-in's (above 1: ours is faster).",
+        "",
+        "| library loss | backend | kit verdict | step ms | built-in | built-in step ms | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for objective, (backend, ours) in PEERS.items():
         rows = [row for row in checks if row["objective"] == objective and row["backend"] == backend]
+        options = tuple(perf_options)
+        theirs_ms, ours_ms = step_ms(objective, backend, options), step_ms(ours, backend, options)
+        both = isinstance(theirs_ms, float) and isinstance(ours_ms, float)
         lines.append(
-            f"| {objective} | {backend} | {verdict(rows)} | {step_ms(objective, backend, perf_options)} | {ours} "
-            f"| {step_ms(ours, backend, perf_options)} |"
+            f"| {objective} | {backend} | {verdict(rows)} | {shown(theirs_ms)} | {ours} | {shown(ours_ms)} "
+            f"| {f'{theirs_ms / ours_ms:.2f}' if both else '—'} |"
         )
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

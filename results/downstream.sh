@@ -18,6 +18,8 @@ experiment="downstream"
 image_model="${IMAGE_MODEL:-mlp}"
 runs=(--tracking-uri "$uri" --experiment "$experiment" --seeds 3 --steps 1000)
 
+# The built-in plugins only: the results are about benchbench's own objectives (peers: results/audit.sh).
+export BENCHBENCH_PLUGINS="${BENCHBENCH_PLUGINS:-objectives,torch,jax,datasets,metrics,samplers,executors}"
 cd "$store" # MLflow writes run artifacts under ./mlruns: keep them in the temporary store
 summaries=()
 commands=()

@@ -5,4 +5,6 @@
 # `bench perf` (e.g. --repeats 1 --steps 5 for a smoke run). RESULTS_DIR=path writes somewhere else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The built-in plugins only (the peers are timed by results/audit.sh).
+export BENCHBENCH_PLUGINS="${BENCHBENCH_PLUGINS:-objectives,torch,jax,datasets,metrics,samplers,executors}"
 python results/perf.py "${RESULTS_DIR:-results}/perf.md" "$@"

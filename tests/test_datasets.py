@@ -383,7 +383,7 @@ BAD_SPECS = [
     ("gmm:std=-1", ["dataset 'gmm'", "std=", "out of range"]),
     ("gmm:k=2,weights=0.8,0.1,0.1", ["dataset 'gmm'", "weights=", "k=2"]),
     ("gmm:k=2,weights=1,0", ["dataset 'gmm'", "weights=", "positive"]),
-    ("gmm:k=2,weights=0.5,nan", ["dataset 'gmm'", "weights=", "out of range"]),
+    ("gmm:k=2,weights=0.5,nan", ["dataset 'gmm'", "weights=", "not a finite number"]),
     ("rings:radii=1,-2", ["dataset 'rings'", "radii=", "out of range"]),
     ("pinwheel:arms=2.5", ["dataset 'pinwheel'", "arms="]),
     ("banana:dim=1", ["dataset 'banana'", "dim=", "out of range"]),

@@ -6,6 +6,21 @@ choose their exact-trace algorithm by one count, without importing each other's 
 
 from __future__ import annotations
 
+from typing import Any
+
+FAST_TRACES = {"forward-tangent": "tangent_trace", "weight-cycle": "cyclic_trace"}
+"""The MLP's fast trace paths, in both backends: method name -> the attribute of the score function that offers it
+(``tangent_trace(x, chunk)``, ``cyclic_trace(x)``), beside ``mlp_shape`` = (dim, width, depth)."""
+
+
+def fast_trace_method(score_fn: Any, batch: int) -> str | None:
+    """The fast path ``method=auto`` takes: the one the score function offers, the cheaper by
+    :func:`cheaper_fast_trace` if it offers both; None if it offers neither (generic autodiff then)."""
+    offered = [method for method, name in FAST_TRACES.items() if hasattr(score_fn, name)]
+    if len(offered) == 2:
+        return cheaper_fast_trace(*score_fn.mlp_shape, batch)
+    return offered[0] if offered else None
+
 
 def cheaper_fast_trace(dim: int, width: int, depth: int, batch: int) -> str:
     """The fast trace path of an MLP d -> width^depth -> d with fewer multiply-adds per example.

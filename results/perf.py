@@ -2,9 +2,9 @@
 torch/JAX parity and the exact trace against its own loop reference.
 
 Run by results/perf.sh. Every figure comes from `bench perf --json` (a fresh process per row, the core's timing
-rule, the default MLP d-128-128-128-d, batch 128, float32), in three runs: the default modes (torch eager on one
-thread, JAX with XLA's pool), torch eager on two threads, and torch compiled. Take it on a quiet machine: the load
-average before and after is written into the file.
+rule, the default MLP d-128-128-128-d, batch 128, float32), in four runs, one per column of :data:`RUNS`: torch
+eager on one thread (its default), torch eager on two threads, torch compiled, and JAX with XLA's pool. Take it on
+a quiet machine: the load average before and after is written into the file.
 """
 
 from __future__ import annotations

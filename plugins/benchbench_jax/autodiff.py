@@ -14,14 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from benchbench import ParameterError
-from benchbench.mlp import cheaper_fast_trace
+from benchbench.mlp import FAST_TRACES, fast_trace_method
 
 ScoreFn = Callable[[jax.Array], jax.Array]
 
 TRACE_METHODS = ("auto", "forward-tangent", "weight-cycle", "jacfwd", "jacrev", "jvp-basis", "loop")
-
-# The model's fast paths: method name -> the attribute that offers it.
-FAST_TRACES = {"forward-tangent": "tangent_trace", "weight-cycle": "cyclic_trace"}
 
 
 def basis_blocks(dim: int, chunk: int, dtype) -> jax.Array:
@@ -109,7 +106,7 @@ def score_and_trace(
     if method not in TRACE_METHODS:
         raise ParameterError(f"exact: method={method!r} is not valid; expected one of {', '.join(TRACE_METHODS)}")
     if method == "auto":
-        method = _fast_method(score_fn, x.shape[0]) or "jacrev"
+        method = fast_trace_method(score_fn, x.shape[0]) or "jacrev"
     if method in FAST_TRACES:
         fast = getattr(score_fn, FAST_TRACES[method], None)
         if fast is None:
@@ -125,14 +122,6 @@ def score_and_trace(
     if method == "jacfwd" and chunk <= 0:
         return _trace_jacfwd(score_fn, x)
     return _trace_forward(score_fn, x, chunk)
-
-
-def _fast_method(score_fn: ScoreFn, batch: int) -> str | None:
-    """The fast path ``auto`` takes: the one the model offers, the cheaper if both; None if neither."""
-    offered = [method for method, name in FAST_TRACES.items() if hasattr(score_fn, name)]
-    if len(offered) == 2:
-        return cheaper_fast_trace(*score_fn.mlp_shape, batch)
-    return offered[0] if offered else None
 
 
 def directional_vjp(score_fn: ScoreFn, x: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -26,14 +26,11 @@ from torch.func import jacfwd, jacrev, jvp, vmap
 from torch.utils.checkpoint import checkpoint
 
 from benchbench import ParameterError
-from benchbench.mlp import cheaper_fast_trace
+from benchbench.mlp import FAST_TRACES, fast_trace_method
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 TRACE_METHODS = ("auto", "forward-tangent", "weight-cycle", "jacfwd", "jacrev", "jvp-basis", "loop")
-
-# The model's fast paths: method name -> the attribute that offers it.
-FAST_TRACES = {"forward-tangent": "tangent_trace", "weight-cycle": "cyclic_trace"}
 
 
 def score_and_quadratic(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +105,7 @@ def score_and_trace(
     if method not in TRACE_METHODS:
         raise ParameterError(f"exact trace: method={method!r} is not valid; expected one of {', '.join(TRACE_METHODS)}")
     if method == "auto":
-        method = _fast_method(score_fn, x.shape[0]) or method
+        method = fast_trace_method(score_fn, x.shape[0]) or method
     if method in FAST_TRACES:
         fast = getattr(score_fn, FAST_TRACES[method], None)
         if fast is None:
@@ -127,14 +124,6 @@ def score_and_trace(
         if method != "auto" or not _is_functorch_refusal(error):
             raise
     return _reverse_trace(score_fn, x, chunk)
-
-
-def _fast_method(score_fn: ScoreFn, batch: int) -> str | None:
-    """The fast path ``auto`` takes: the one the model offers, the cheaper if both; None if neither."""
-    offered = [method for method, name in FAST_TRACES.items() if hasattr(score_fn, name)]
-    if len(offered) == 2:
-        return cheaper_fast_trace(*score_fn.mlp_shape, batch)
-    return offered[0] if offered else None
 
 
 def _blocks(dim: int, chunk: int) -> Iterator[tuple[int, int]]:

@@ -53,6 +53,9 @@ class Objective:
     - torch: ``loss(score_fn, x, generator, **hparams) -> scalar tensor``
     - jax:   ``loss(score_fn, x, key, **hparams) -> scalar``
 
+    The torch ``generator`` is ``None`` in the compiled step (``--compile``, :mod:`benchbench_torch.compiled`): a
+    ``torch.Generator`` object would break the graph, so torch's default generator, seeded by the trial, is the
+    source there. Pass it on as ``generator=`` and the loss works in both.
     ``score_fn(x)`` maps a batch ``(n, d)`` to scores ``(n, d)``; for ``noise_conditional``
     objectives it is ``score_fn(x, sigma)`` with one sigma per example, shape ``(n,)``.
     ``biased`` objectives (e.g. denoising) do not estimate the implicit score-matching objective J

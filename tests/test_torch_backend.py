@@ -204,12 +204,35 @@ def test_denoising_learns_the_smoothed_score_so_its_fisher_divergence_is_the_clo
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager_training():
-    """torch.compile must not change the maths: the same seeded losses, to float32 rounding."""
+@pytest.mark.parametrize(
+    "name,model",
+    [
+        ("exact", "mlp"),
+        ("sliced", "mlp"),
+        ("denoising", "mlp"),
+        ("denoising-multiscale", "mlp"),
+        ("hutchinson", "energy-mlp"),
+    ],
+)
+def test_the_compiled_step_trains_as_the_eager_step_does(name, model):
+    """--compile fuses minibatch, loss, gradient and Adam into one graph: it must not change the maths. Both draw
+    the same random numbers, so the seeded losses and the trained network agree to float32 rounding."""
     data = normal_data(dim=4, n=512)
-    for name in ("exact", "sliced", "denoising-multiscale"):
-        eager, compiled = (train(name, data, steps=4, compile=flag).losses for flag in (False, True))
-        assert np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), name
+    eager, compiled = (train(name, data, steps=12, compile=flag, model=model) for flag in (False, True))
+    assert np.allclose(eager.losses, compiled.losses, rtol=1e-4, atol=1e-5), (eager.losses, compiled.losses)
+    x = data.test[:64]
+    assert np.allclose(eager.model.score(x), compiled.model.score(x), rtol=1e-3, atol=1e-5)
+    assert not np.allclose(compiled.model.score(x), train(name, data, steps=1, model=model).model.score(x))
+
+
+@pytest.mark.slow
+def test_compiled_trials_in_one_process_each_run_their_own_step():
+    """The compiled step skips dynamo's guards, so a later trial of the same objective (another network, other
+    data) must never run an earlier trial's graph: each equals its own eager run."""
+    for dim, seed in ((4, 0), (3, 1), (4, 2)):
+        data = normal_data(dim=dim, n=256)
+        eager, compiled = (train("denoising", data, seed=seed, steps=6, compile=flag) for flag in (False, True))
+        assert np.allclose(eager.losses, compiled.losses, rtol=1e-4, atol=1e-5), (dim, seed)
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ QUICK = {
     show_default=True,
     type=click.Choice(["softplus", "tanh", "elu", "swish", "relu"]),
 )
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the torch train step.")
+@click.option("--compile", "compile_", is_flag=True, help="Compile the whole torch train step into one graph.")
 @click.option(
     "--sampler",
     default=None,

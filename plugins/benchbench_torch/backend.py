@@ -14,6 +14,7 @@ import torch
 from benchbench import Data, Objective, SkipTrial, TrialFailure, UsageError
 from benchbench.noise import objective_ladder, objective_preconditioning
 from benchbench_torch.autodiff import score_and_trace
+from benchbench_torch.compiled import CompiledStep
 from benchbench_torch.models import build_model
 
 # Steps per run() call: the core checks the losses after each call, which copies them to the host.
@@ -142,7 +143,8 @@ def set_threads(requested: int | None) -> int:
 
 
 class TorchProgram:
-    """Seeded init, fused Adam, one eager (or ``--compile``d) step per minibatch; the core's loop times it.
+    """Seeded init, fused Adam, one eager step per minibatch (or with ``--compile`` one compiled step, see
+    :mod:`benchbench_torch.compiled`); the core's loop times it.
 
     The state is the number of steps done: the network, the optimiser and the generator belong to this object
     and are updated in place, as torch does. ``run`` keeps the losses on the device and copies them once a call.
@@ -179,30 +181,44 @@ class TorchProgram:
         # fused Adam: one kernel for every parameter; measured 0.10 ms against 0.29 ms (foreach, the default)
         # and 0.17 ms (torch.compile'd step, after ~30 s of compiling) for the default MLP on this 2-core CPU.
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.settings.lr, fused=True)
-        # Compiling the loss, not the model, lets the compiler fuse the tangent propagation with the
-        # loss's reductions; a loss's random draws (torch.Generator) are a graph break it runs eagerly.
-        # Each trial's network is new, so the compile caches of earlier trials in this process only count
-        # towards dynamo's recompile limit (8), past which it would silently run eagerly: start clean.
+        self.compiled_step = None
         if self.settings.compile:
+            # Each trial's network is new and its step skips dynamo's guards: the caches of earlier trials in
+            # this process must go (they would also count towards dynamo's recompile limit).
             torch.compiler.reset()
-        self.compute_loss = torch.compile(self._batch_loss) if self.settings.compile else self._batch_loss
+            self.compiled_step = CompiledStep(
+                self.net,
+                self._loss,
+                self.train_x,
+                self.settings.batch_size,
+                self.settings.lr,
+                self._scalar,
+            )
+            # The compiled step draws from torch's default generator: seeded as the eager step's generator is,
+            # so that both draw the same numbers.
+            torch.manual_seed(self.trial.seed)
         if self.torch_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.torch_device)
         return 0
 
-    def _batch_loss(self, x: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.net, x, self.generator, **self.hparams)
+    def _loss(self, net: torch.nn.Module, x: torch.Tensor, rng: torch.Generator | None) -> Any:
+        return self.loss_fn(net, x, rng, **self.hparams)
 
-    def _step(self, compute: Callable[[torch.Tensor], Any]) -> torch.Tensor:
-        n = self.train_x.shape[0]
-        index = torch.randint(0, n, (self.settings.batch_size,), generator=self.generator, device=self.torch_device)
-        loss = compute(self.train_x[index])
+    def _scalar(self, loss: Any) -> torch.Tensor:
+        """The loss itself, or a TrialFailure naming the objective and what it returned instead."""
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             raise TrialFailure(
                 f"objective {self.objective.name!r} (torch loss) returned {type(loss).__name__}"
                 f"{'' if not isinstance(loss, torch.Tensor) else ' of shape ' + str(tuple(loss.shape))}, "
                 "expected a scalar tensor"
             )
+        return loss
+
+    def _step(self) -> torch.Tensor:
+        """One eager step: minibatch, loss, backward, fused Adam."""
+        n = self.train_x.shape[0]
+        index = torch.randint(0, n, (self.settings.batch_size,), generator=self.generator, device=self.torch_device)
+        loss = self._scalar(self._loss(self.net, self.train_x[index], self.generator))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -210,13 +226,16 @@ class TorchProgram:
 
     def run(self, state: int, n_steps: int) -> tuple[int, np.ndarray]:
         losses = []
-        if state == 0 and self.settings.compile:
+        step = self.compiled_step or self._step
+        if state == 0 and self.compiled_step is not None:
             try:
-                losses.append(self._step(self.compute_loss))
+                losses.append(self.compiled_step())
+            except TrialFailure:
+                raise
             except Exception as error:
-                self._step(self._batch_loss)  # a loss that fails eagerly too fails the trial with its own error
+                self._step()  # a loss that fails eagerly too fails the trial with its own error
                 raise SkipTrial(_compile_refused(self.objective, self.settings.model, error)) from error
-        losses += [self._step(self.compute_loss) for _ in range(n_steps - len(losses))]
+        losses += [step() for _ in range(n_steps - len(losses))]
         return state + n_steps, torch.stack(losses).double().cpu().numpy()
 
     def sync(self, state: int) -> None:
@@ -235,7 +254,7 @@ class TorchProgram:
 
         try:
             with FlopCounterMode(display=False) as counter:
-                self._step(self._batch_loss)
+                self._step()
         except RuntimeError:
             return None
         return float(counter.get_total_flops())

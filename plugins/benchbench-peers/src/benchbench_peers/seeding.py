@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 
-def with_global_seed(generator: torch.Generator, call: Callable[[], Any]) -> Any:
+def with_global_seed(generator: torch.Generator | None, call: Callable[[], Any]) -> Any:
+    if generator is None:  # benchbench's compiled step: the global generator is already the trial's, seeded
+        return call()
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

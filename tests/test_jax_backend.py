@@ -12,12 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from benchbench_datasets.gaussian import load as load_gaussian
+from benchbench_datasets.images import load_digits
 from benchbench_jax import autodiff, losses
-from benchbench_jax.backend import JaxProgram, resolve_device
+from benchbench_jax.backend import JaxProgram, compiled_program, resolve_device
 from benchbench_jax.models import Architecture, MLPScore, init_params, network, score, score_function
 from benchbench_jax.trained import JaxModel
 
 from benchbench.errors import ParameterError, TrialFailure, UsageError
+from benchbench.params import resolve
 from benchbench.plugins import get_plugins
 from benchbench.runner import run_trial
 from benchbench.specs import Objective
@@ -331,6 +333,30 @@ def test_train_result_and_progress():
     assert result.memory_source and result.peak_memory_mb > 0 and result.device == "cpu"
     model = result.model
     assert model.backend == "jax" and not model.noise_conditional and model.sigmas is None
+
+
+def test_steps_dispatched_one_by_one_train_as_the_fused_loop_does():
+    """The conv network's steps run one jitted step per dispatch (XLA runs convolutions slowly in loop bodies);
+    both ways must draw the same minibatches and noise and so train the same network."""
+    data = load_digits({"n_train": 64, "n_test": 8}, 0)
+    trial = Trial("denoising-multiscale", {}, "jax", "digits", {}, 0, Settings(model="conv", width=32, steps=7))
+    objective = get_plugins().get("objective", "denoising-multiscale")
+    hparams = resolve(objective.name, objective.params, {})
+    conv = JaxProgram(trial, data, objective, hparams)
+    assert conv.tags["steps_per_dispatch"] == "1"
+    results = []
+    for fused in (True, False):
+        args = (conv.arch, objective.name, objective.loss_for("jax"), tuple(sorted(hparams.items())), 1e-3, 16)
+        program = compiled_program(*args, jnp.float32, fused)
+        state = program.init(0)
+        state = program.run(*state, conv.train_x, 3)[:3]  # two calls: the key carries across them
+        *state, losses = program.run(*state, conv.train_x, 4)
+        results.append((np.asarray(losses)[:4], state[0]))
+    (fused_losses, fused_params), (single_losses, single_params) = results
+    assert np.all(np.isfinite(fused_losses)) and len(set(fused_losses.tolist())) == 4
+    np.testing.assert_allclose(single_losses, fused_losses, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(single_params), jax.tree.leaves(fused_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
 
 
 def test_float32_stays_float32_after_a_float64_trial(restore_x64):

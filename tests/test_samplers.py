@@ -313,6 +313,36 @@ def test_jax_sde_samplers_are_the_reference_on_the_same_keys(kind):
     assert np.abs(got - x0).mean() > 1.0
 
 
+@pytest.mark.parametrize(
+    ("module", "kind", "params"),
+    [
+        ("jax_langevin", "langevin", {"eps": 1e-3, "n_steps": 6}),
+        ("jax_langevin", "annealed_langevin", {**NCSN_ANNEALED, "steps_per_level": 2, "n_sigmas": 3}),
+        ("jax_sde", "reverse_sde", {"n_steps": 5, "sigma_max": 2.0, "sigma_min": 0.05}),
+        ("jax_sde", "probability_flow", {"n_steps": 5, "sigma_max": 2.0, "sigma_min": 0.05}),
+    ],
+)
+def test_jax_samplers_dispatch_a_conv_model_step_by_step_on_the_same_keys(module, kind, params):
+    """The conv U-Net's chains run one jitted step per dispatch (XLA runs convolutions slowly in a scan): the
+    chain must be the scanned one, key for key."""
+    import jax
+    import jax.numpy as jnp
+    from benchbench_jax import convnet
+    from benchbench_jax.models import init_params
+    from benchbench_jax.trained import JaxModel
+
+    arch = convnet.architecture(Settings(model="conv", width=32), (6, 6, 1), kind != "langevin")
+    model = JaxModel(arch, init_params(arch, jax.random.key(0), jnp.float32), jax.devices("cpu")[0], NCSN_SIGMAS)
+    sample = getattr(importlib.import_module(f"benchbench_samplers.{module}"), kind)
+    x0 = np.random.default_rng(0).random((16, 36))
+    assert not model.compiled_loops
+    stepped = sample(model, x0, 3, **params)
+    model.compiled_loops = True
+    scanned = sample(model, x0, 3, **params)
+    assert np.all(np.isfinite(stepped)) and np.abs(stepped - x0).mean() > 1e-3
+    np.testing.assert_allclose(stepped, scanned, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["reverse_sde", "probability_flow"])
 def test_sde_samplers_reach_a_gaussian(kind):
     """With the exact perturbed score of N(0, v I), -x / (v + sigma^2), both samplers end near N(0, v I): 4000

@@ -3,7 +3,9 @@
 jax + optax on plain pytrees (see :mod:`benchbench_jax.models` for why no flax/equinox). One jit-compiled
 function runs up to :data:`STEPS_PER_RUN` steps (minibatch sampling, loss, gradient and the Adam update) in a
 ``lax.fori_loop`` whose trip count is an argument, so every call length shares one compiled program and the
-host dispatches once per call instead of once per step.
+host dispatches once per call instead of once per step. The convolutional network is the exception: XLA's CPU
+backend runs convolutions slowly in loop bodies, so its steps are dispatched one by one (``compiled_loops`` of
+:class:`benchbench_jax.convnet.ConvArchitecture`).
 """
 
 from __future__ import annotations
@@ -102,10 +104,13 @@ def compiled_program(
     lr: float,
     batch_size: int,
     dtype: jnp.dtype,
+    fused: bool = True,
 ) -> Program:
-    """``run(params, opt_state, key, train_x, n_steps) -> (params, opt_state, key, losses)``, jitted, donated.
+    """``run(params, opt_state, key, train_x, n_steps) -> (params, opt_state, key, losses)``, donated.
 
-    ``losses`` has :data:`STEPS_PER_RUN` entries, the first ``n_steps`` of them filled.
+    ``losses`` has at least ``n_steps`` entries, the first ``n_steps`` of them filled. ``fused``: the steps of
+    a call run in one jitted ``fori_loop``; else one jitted step per dispatch (for convolutions, see the module
+    docstring). Both draw the same keys in the same order, so they train the same network (tested).
     Cached on everything that shapes the compiled programs, so the seeds of a sweep (and the trials of one
     worker that share a configuration) trace and compile once: compiling a step costs 1.3-1.8 s of CPU here,
     more than 500 training steps of a small model. Initialisation is one jitted function too, because every
@@ -144,7 +149,23 @@ def compiled_program(
     def one_step(params, opt_state, key, train_x):
         return step(0, (params, opt_state, key, jnp.zeros(1, dtype), train_x))
 
-    return Program(jax.jit(init), jax.jit(run, donate_argnums=(0, 1, 2)), one_step)
+    if fused:
+        return Program(jax.jit(init), jax.jit(run, donate_argnums=(0, 1, 2)), one_step)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    def single(params, opt_state, key, train_x):
+        params, opt_state, key, losses, _ = one_step(params, opt_state, key, train_x)
+        return params, opt_state, key, losses[0]
+
+    def run_one_by_one(params, opt_state, key, train_x, n_steps):
+        losses = []
+        for _ in range(n_steps):
+            params, opt_state, key, loss = single(params, opt_state, key, train_x)
+            losses.append(loss)
+        # device_get of the list, not an eager jnp.stack: that would compile one program per call length.
+        return params, opt_state, key, np.asarray(jax.device_get(losses), dtype)
+
+    return Program(jax.jit(init), run_one_by_one, one_step)
 
 
 class JaxProgram:
@@ -172,6 +193,7 @@ class JaxProgram:
                 preconditioning=objective_preconditioning(objective, hparams),
             )
         )
+        fused = self.arch.compiled_loops
         self.program = compiled_program(
             self.arch,
             objective.name,
@@ -180,7 +202,9 @@ class JaxProgram:
             settings.lr,
             settings.batch_size,
             dtype,
+            fused,
         )
+        self.tags["steps_per_dispatch"] = str(STEPS_PER_RUN if fused else 1)
         self.train_x = jax.device_put(np.asarray(data.train, dtype), self.jax_device)
         self.device = "cpu" if self.jax_device.platform == "cpu" else self.jax_device.device_kind
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,11 @@ class Architecture:
     energy: bool = False
     noise_conditional: bool = False
     preconditioning: Preconditioning | None = None  # None: the default, Preconditioning()
+
+    compiled_loops: ClassVar[bool] = True
+    """Loops of steps over this network compile into one program (``fori_loop``, ``scan``): a dispatch per step
+    would cost more than a small MLP step (see :class:`benchbench_jax.convnet.ConvArchitecture` for the
+    exception)."""
 
     @property
     def sizes(self) -> list[int]:

@@ -51,6 +51,7 @@ class JaxModel:
     def __init__(self, arch: Architecture, params: Params, device: jax.Device, sigmas: np.ndarray | None) -> None:
         self.arch, self.params, self.device, self.sigmas = arch, params, device, sigmas
         self.noise_conditional = arch.noise_conditional
+        self.compiled_loops = arch.compiled_loops  # samplers scan the steps, or dispatch them one by one
         self.dtype = params["layers"][0]["w"].dtype
 
     @property

@@ -93,12 +93,38 @@ def test_mmd_and_energy_distance_match_their_definitions():
     h = 1.3
     rbf = _brute_mmd(x, y, lambda p, q: np.exp(-np.sum((p - q) ** 2) / (2 * h * h)))
     assert dis.mmd_squared(x, y, dis.rbf_kernel(h)) == pytest.approx(rbf, rel=1e-12)
-    imq = _brute_mmd(x, y, lambda p, q: (1 + np.sum((p - q) ** 2)) ** -0.5)
-    assert dis.mmd_squared(x, y, dis.imq_kernel()) == pytest.approx(imq, rel=1e-12)
+    for beta in (-0.5, -0.3):
+        imq = _brute_mmd(x, y, lambda p, q, beta=beta: (1 + np.sum((p - q) ** 2)) ** beta)
+        assert dis.mmd_squared(x, y, dis.imq_kernel(beta=beta)) == pytest.approx(imq, rel=1e-12)
     energy = -_brute_mmd(x, y, lambda p, q: np.linalg.norm(p - q))  # energy distance = MMD^2 of -|x - y|
     assert dis.energy_distance(x, y) == pytest.approx(energy, rel=1e-12)
     pairs = [np.linalg.norm(p - q) for p, q in itertools.combinations(x, 2)]
     assert dis.median_distance(x) == pytest.approx(np.median(pairs), rel=1e-12)
+
+
+def test_sample_metrics_share_one_set_of_distance_matrices(monkeypatch):
+    """mmd, mmd_imq and energy_distance of one evaluation read the same three matrices (computed once) and give
+    what the statistics computed from the points alone give."""
+    data = gaussian_data(np.zeros(3), np.eye(3), n_test=300)
+    samples = np.random.default_rng(5).standard_normal((250, 3)) * 1.2 + 0.3
+    test = data.test
+    expected = {
+        "mmd": dis.mmd_squared(samples, test, dis.rbf_kernel(dis.median_distance(test))),
+        "mmd_imq": dis.mmd_squared(samples, test, dis.imq_kernel()),
+        "energy_distance": dis.energy_distance(samples, test),
+    }
+    calls = []
+    monkeypatch.setattr(
+        dis, "squared_distances", lambda x, y, real=dis.squared_distances: calls.append(1) or real(x, y)
+    )
+    ctx = context(data, None, samples)
+    got = {name: getattr(sample_quality, name)(ctx) for name in expected}
+    assert len(calls) == 3
+    assert got["mmd"]["value"] == pytest.approx(expected["mmd"], rel=1e-12)
+    assert got["mmd"]["bandwidth"] == pytest.approx(dis.median_distance(test), rel=1e-12)
+    assert got["mmd_imq"] == pytest.approx(expected["mmd_imq"], rel=1e-12)
+    assert got["energy_distance"] == pytest.approx(expected["energy_distance"], rel=1e-12)
+    assert min(expected.values()) > 0.0
 
 
 def test_sliced_wasserstein_is_exact_for_unequal_sizes():
@@ -144,11 +170,13 @@ def _stein_kernel_by_differences(x, y, sx, sy, c=1.0, beta=-0.5, h=1e-5):
     return sx @ sy * k(x, y) + sx @ grad_y + sy @ grad_x + mixed
 
 
-def test_ksd_stein_kernel_matches_finite_differences():
+@pytest.mark.parametrize("beta", [-0.5, -0.3])  # -1/2 takes the 1/sqrt path, others numpy's power
+def test_ksd_stein_kernel_matches_finite_differences(beta):
     rng = np.random.default_rng(4)
     x, s = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     # with two points the U-statistic is the mean of u(x0, x1) and u(x1, x0), which are equal
-    assert dis.ksd_squared_imq(x, s) == pytest.approx(_stein_kernel_by_differences(x[0], x[1], s[0], s[1]), rel=1e-6)
+    expected = _stein_kernel_by_differences(x[0], x[1], s[0], s[1], beta=beta)
+    assert dis.ksd_squared_imq(x, s, beta=beta) == pytest.approx(expected, rel=1e-6)
 
 
 def test_ksd_is_small_for_exact_samples_and_large_for_shifted_ones():

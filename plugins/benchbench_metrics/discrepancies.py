@@ -7,6 +7,7 @@ near zero, possibly slightly negative, when the two samples come from the same d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,10 +21,25 @@ def squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(sq, 0.0)
 
 
-def median_distance(x: np.ndarray) -> float:
-    """The median heuristic (Gretton et al. 2012): the median distance between distinct points of ``x``."""
-    sq = squared_distances(x, x)[np.triu_indices(len(x), k=1)]
-    return float(np.sqrt(np.median(sq)))
+@dataclass(frozen=True)
+class PairDistances:
+    """Squared distances within ``x``, within ``y`` and between them: the three matrices every two-sample
+    statistic below reads, computed once when several statistics compare the same two samples."""
+
+    xx: np.ndarray
+    yy: np.ndarray
+    xy: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> PairDistances:
+        return cls(squared_distances(x, x), squared_distances(y, y), squared_distances(x, y))
+
+
+def median_distance(x: np.ndarray, squared: np.ndarray | None = None) -> float:
+    """The median heuristic (Gretton et al. 2012): the median distance between distinct points of ``x``
+    (``squared``: ``x``'s squared distances, when already computed)."""
+    squared = squared_distances(x, x) if squared is None else squared
+    return float(np.sqrt(np.median(squared[np.triu_indices(len(x), k=1)])))
 
 
 def rbf_kernel(bandwidth: float) -> Kernel:
@@ -34,7 +50,13 @@ def rbf_kernel(bandwidth: float) -> Kernel:
 def imq_kernel(c: float = 1.0, beta: float = -0.5) -> Kernel:
     """k(x, y) = (c^2 + ||x - y||^2)^beta; its heavy tails keep it sensitive to far-away mass, and with
     beta in (-1, 0) its Stein discrepancy detects non-convergence (Gorham & Mackey 2017)."""
-    return lambda sq: (c * c + sq) ** beta
+    return lambda sq: _power(c * c + sq, beta)
+
+
+def _power(base: np.ndarray, beta: float) -> np.ndarray:
+    """``base ** beta``; for the usual beta = -1/2 as 1 / sqrt, 3.5x faster than numpy's general power on a
+    2000 x 2000 matrix (70 ms against 20) and equal to the last bit or two."""
+    return 1.0 / np.sqrt(base) if beta == -0.5 else base**beta
 
 
 def _off_diagonal_mean(matrix: np.ndarray) -> float:
@@ -42,22 +64,18 @@ def _off_diagonal_mean(matrix: np.ndarray) -> float:
     return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
 
 
-def mmd_squared(x: np.ndarray, y: np.ndarray, kernel: Kernel) -> float:
+def mmd_squared(x: np.ndarray, y: np.ndarray, kernel: Kernel, distances: PairDistances | None = None) -> float:
     """Unbiased MMD^2 (Gretton et al. 2012, eq. 3): mean_{i!=j} k(x_i, x_j) + mean_{i!=j} k(y_i, y_j)
-    - 2 mean_{i,j} k(x_i, y_j)."""
-    kxx = kernel(squared_distances(x, x))
-    kyy = kernel(squared_distances(y, y))
-    kxy = kernel(squared_distances(x, y))
-    return _off_diagonal_mean(kxx) + _off_diagonal_mean(kyy) - 2.0 * float(kxy.mean())
+    - 2 mean_{i,j} k(x_i, y_j). ``distances``: ``PairDistances.of(x, y)``, when already computed."""
+    d = distances or PairDistances.of(x, y)
+    return _off_diagonal_mean(kernel(d.xx)) + _off_diagonal_mean(kernel(d.yy)) - 2.0 * float(kernel(d.xy).mean())
 
 
-def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
+def energy_distance(x: np.ndarray, y: np.ndarray, distances: PairDistances | None = None) -> float:
     """Szekely's energy distance 2 E||X - Y|| - E||X - X'|| - E||Y - Y'|| (within-sample means over distinct
     pairs); it is the MMD^2 of the distance kernel and zero only when the distributions are equal."""
-    dxx = np.sqrt(squared_distances(x, x))
-    dyy = np.sqrt(squared_distances(y, y))
-    dxy = np.sqrt(squared_distances(x, y))
-    return 2.0 * float(dxy.mean()) - _off_diagonal_mean(dxx) - _off_diagonal_mean(dyy)
+    d = distances or PairDistances.of(x, y)
+    return 2.0 * float(np.sqrt(d.xy).mean()) - _off_diagonal_mean(np.sqrt(d.xx)) - _off_diagonal_mean(np.sqrt(d.yy))
 
 
 def random_directions(dim: int, n_projections: int, seed: int) -> np.ndarray:
@@ -98,12 +116,9 @@ def ksd_squared_imq(x: np.ndarray, score: np.ndarray, c: float = 1.0, beta: floa
     own = np.diag(sx)
     # (s_j - s_i) . (x_i - x_j) = s_j.x_i - s_j.x_j - s_i.x_i + s_i.x_j
     cross = sx.T - own[None, :] - own[:, None] + sx
-    u = (
-        (score @ score.T) * base**beta
-        + 2 * beta * base ** (beta - 1) * cross
-        - 2 * beta * d * base ** (beta - 1)
-        - 4 * beta * (beta - 1) * base ** (beta - 2) * sq
-    )
+    k = _power(base, beta)
+    k1 = k / base  # base ** (beta - 1), without another power
+    u = (score @ score.T) * k + 2 * beta * k1 * cross - 2 * beta * d * k1 - 4 * beta * (beta - 1) * (k1 / base) * sq
     return _off_diagonal_mean(u)
 
 

@@ -14,6 +14,7 @@ or objective that cannot run is reported as a row with the reason, not fatal.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -25,13 +26,15 @@ from typing import Any
 import numpy as np
 
 from benchbench import training
-from benchbench.errors import BenchError, SkipTrial
+from benchbench.errors import BenchError, SkipTrial, UsageError
 from benchbench.params import format_spec, parse_spec, resolve
 from benchbench.plugins import Plugins, get_plugins
 from benchbench.specs import Data, resolve_ref
 from benchbench.trial import Settings, Trial
 
 DIMS = (2, 16, 64, 256)
+IMAGE_DIMS = (16, 64, 256)
+"""The default dimensions of ``--model conv``: 4x4, 8x8 (the digits) and 16x16 images."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def measure(job: Job) -> Record:
             seed=0,
             settings=Settings(steps=job.steps, batch_size=job.batch, **job.settings),
         )
-        data = _normal_data(job.dim, job.batch)
+        data = _normal_data(job.dim, job.batch, job.settings.get("model") == "conv")
         runs = []
         for _ in range(job.repeats):
             program = make_program(trial, data, objective, hparams)
@@ -164,10 +167,19 @@ def _floor(record: Record, program: Any) -> None:
         record.floor_ratio = record.ms_median / record.floor_ms
 
 
-def _normal_data(dim: int, batch: int) -> Data:
+def image_side(dim: int) -> int:
+    """The side of the square one-channel image of ``dim`` pixels that ``--model conv`` is timed on."""
+    side = math.isqrt(dim)
+    if side * side != dim:
+        raise UsageError(f"--model conv times a square one-channel image of --dim pixels: {dim} is not a square")
+    return side
+
+
+def _normal_data(dim: int, batch: int, image: bool = False) -> Data:
     rng = np.random.default_rng(0)
     train = rng.standard_normal((max(8 * batch, 1024), dim)).astype(np.float32)
-    return Data(name="perf-normal", train=train, test=train[:batch], shape=(dim,))
+    shape = (image_side(dim), image_side(dim), 1) if image else (dim,)
+    return Data(name="perf-normal", train=train, test=train[:batch], shape=shape)
 
 
 def run_jobs(jobs: Iterable[Job], isolate: bool, cpus: int | None = None) -> Iterable[Record]:

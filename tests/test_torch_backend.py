@@ -14,6 +14,7 @@ import torch
 from benchbench_torch import autodiff, backend
 from click.testing import CliRunner
 
+from benchbench.cli import cli
 from benchbench.commands.perf import perf_command
 from benchbench.errors import SkipTrial, TrialFailure, UsageError
 from benchbench.noise import sigma_ladder
@@ -311,6 +312,16 @@ def test_perf_counts_a_steps_flops_and_its_floor():
         assert row.matmul_gflop_per_s > 0.5
         assert row.floor_ms == pytest.approx(row.mflop_per_step / row.matmul_gflop_per_s)
         assert row.floor_ratio == pytest.approx(row.ms_median / row.floor_ms)
+
+
+def test_perf_times_the_conv_u_net_on_square_images():
+    (record,) = perf_records(
+        "-o", "denoising", "--model", "conv", "--dim", "16", "--repeats", "1", "--steps", "4", "--in-process"
+    )
+    assert record["error"] is None and record["dim"] == 16 and record["ms_median"] > 0
+    result = CliRunner().invoke(cli, ["perf", "--model", "conv", "--dim", "15", "-b", "torch"])
+    assert result.exit_code == 2
+    assert "--model conv times a square one-channel image of --dim pixels: 15 is not a square" in result.output
 
 
 def test_perf_pins_cpus_only_in_fresh_processes():

@@ -28,7 +28,7 @@ from benchbench.commands import plugins_of
     "dims",
     multiple=True,
     type=click.IntRange(min=1),
-    help="Data dimension. Repeatable; default: 2, 16, 64, 256.",
+    help="Data dimension. Repeatable; default: 2, 16, 64, 256 (--model conv: 16, 64, 256).",
 )
 @click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True, help="Batch size.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Train calls per row.")
@@ -54,8 +54,9 @@ from benchbench.commands import plugins_of
     "--model",
     default="mlp",
     show_default=True,
-    type=click.Choice(["mlp", "energy-mlp"]),
-    help="Score network s(x), or energy network E(x) with s = -grad E.",
+    type=click.Choice(["mlp", "energy-mlp", "conv"]),
+    help="Score network s(x), energy network E(x) with s = -grad E, or the U-Net on a square one-channel image of "
+    "--dim pixels (--dim 64: the 8x8 digits).",
 )
 @click.option(
     "--threads",
@@ -83,11 +84,15 @@ def perf_command(ctx: click.Context, **options: Any) -> None:
     settings = {k: options[k] for k in ("width", "depth", "device", "dtype", "model", "threads")} | {
         "compile": options["compile_"]
     }
+    conv = options["model"] == "conv"
+    dims = options["dims"] or (perf.IMAGE_DIMS if conv else perf.DIMS)
+    for dim in dims if conv else ():
+        perf.image_side(dim)
     jobs = perf.jobs_for(
         plugins,
         options["objectives"],
         options["backends"],
-        options["dims"] or perf.DIMS,
+        dims,
         options["batch"],
         options["repeats"],
         options["steps"],

@@ -178,8 +178,8 @@ def image_side(dim: int) -> int:
 def _normal_data(dim: int, batch: int, image: bool = False) -> Data:
     rng = np.random.default_rng(0)
     train = rng.standard_normal((max(8 * batch, 1024), dim)).astype(np.float32)
-    shape = (image_side(dim), image_side(dim), 1) if image else (dim,)
-    return Data(name="perf-normal", train=train, test=train[:batch], shape=shape)
+    side = image_side(dim) if image else 0
+    return Data(name="perf-normal", train=train, test=train[:batch], shape=(side, side, 1) if image else (dim,))
 
 
 def run_jobs(jobs: Iterable[Job], isolate: bool, cpus: int | None = None) -> Iterable[Record]:

@@ -86,8 +86,9 @@ def perf_command(ctx: click.Context, **options: Any) -> None:
     }
     conv = options["model"] == "conv"
     dims = options["dims"] or (perf.IMAGE_DIMS if conv else perf.DIMS)
-    for dim in dims if conv else ():
-        perf.image_side(dim)
+    if conv:  # a non-square --dim is a usage error before anything is measured
+        for dim in dims:
+            perf.image_side(dim)
     jobs = perf.jobs_for(
         plugins,
         options["objectives"],

@@ -34,12 +34,28 @@ class PairDistances:
     def of(cls, x: np.ndarray, y: np.ndarray) -> PairDistances:
         return cls(squared_distances(x, x), squared_distances(y, y), squared_distances(x, y))
 
+    def median_y(self) -> float:
+        """The median heuristic of ``y`` (see :func:`median_distance`)."""
+        return _median(self.yy)
 
-def median_distance(x: np.ndarray, squared: np.ndarray | None = None) -> float:
-    """The median heuristic (Gretton et al. 2012): the median distance between distinct points of ``x``
-    (``squared``: ``x``'s squared distances, when already computed)."""
-    squared = squared_distances(x, x) if squared is None else squared
-    return float(np.sqrt(np.median(squared[np.triu_indices(len(x), k=1)])))
+    def mmd_squared(self, kernel: Kernel) -> float:
+        """See :func:`mmd_squared`."""
+        xx, yy, xy = kernel(self.xx), kernel(self.yy), kernel(self.xy)
+        return _off_diagonal_mean(xx) + _off_diagonal_mean(yy) - 2.0 * float(xy.mean())
+
+    def energy_distance(self) -> float:
+        """See :func:`energy_distance`."""
+        xx, yy, xy = np.sqrt(self.xx), np.sqrt(self.yy), np.sqrt(self.xy)
+        return 2.0 * float(xy.mean()) - _off_diagonal_mean(xx) - _off_diagonal_mean(yy)
+
+
+def median_distance(x: np.ndarray) -> float:
+    """The median heuristic (Gretton et al. 2012): the median distance between distinct points of ``x``."""
+    return _median(squared_distances(x, x))
+
+
+def _median(squared: np.ndarray) -> float:
+    return float(np.sqrt(np.median(squared[np.triu_indices(len(squared), k=1)])))
 
 
 def rbf_kernel(bandwidth: float) -> Kernel:
@@ -64,18 +80,16 @@ def _off_diagonal_mean(matrix: np.ndarray) -> float:
     return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
 
 
-def mmd_squared(x: np.ndarray, y: np.ndarray, kernel: Kernel, distances: PairDistances | None = None) -> float:
+def mmd_squared(x: np.ndarray, y: np.ndarray, kernel: Kernel) -> float:
     """Unbiased MMD^2 (Gretton et al. 2012, eq. 3): mean_{i!=j} k(x_i, x_j) + mean_{i!=j} k(y_i, y_j)
-    - 2 mean_{i,j} k(x_i, y_j). ``distances``: ``PairDistances.of(x, y)``, when already computed."""
-    d = distances or PairDistances.of(x, y)
-    return _off_diagonal_mean(kernel(d.xx)) + _off_diagonal_mean(kernel(d.yy)) - 2.0 * float(kernel(d.xy).mean())
+    - 2 mean_{i,j} k(x_i, y_j)."""
+    return PairDistances.of(x, y).mmd_squared(kernel)
 
 
-def energy_distance(x: np.ndarray, y: np.ndarray, distances: PairDistances | None = None) -> float:
+def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     """Szekely's energy distance 2 E||X - Y|| - E||X - X'|| - E||Y - Y'|| (within-sample means over distinct
     pairs); it is the MMD^2 of the distance kernel and zero only when the distributions are equal."""
-    d = distances or PairDistances.of(x, y)
-    return 2.0 * float(np.sqrt(d.xy).mean()) - _off_diagonal_mean(np.sqrt(d.xx)) - _off_diagonal_mean(np.sqrt(d.yy))
+    return PairDistances.of(x, y).energy_distance()
 
 
 def random_directions(dim: int, n_projections: int, seed: int) -> np.ndarray:

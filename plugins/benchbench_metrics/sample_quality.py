@@ -50,15 +50,14 @@ def _distances(ctx: EvalContext) -> dis.PairDistances:
 
 def mmd(ctx: EvalContext) -> dict[str, float]:
     """Unbiased MMD^2, RBF kernel exp(-r^2 / 2h^2) with h the median distance between held-out points."""
-    test, distances = _test(ctx), _distances(ctx)
-    bandwidth = dis.median_distance(test, distances.yy)
-    value = dis.mmd_squared(finite_samples(ctx), test, dis.rbf_kernel(bandwidth), distances)
-    return {"value": value, "bandwidth": bandwidth}
+    distances = _distances(ctx)
+    bandwidth = distances.median_y()
+    return {"value": distances.mmd_squared(dis.rbf_kernel(bandwidth)), "bandwidth": bandwidth}
 
 
 def mmd_imq(ctx: EvalContext) -> float:
     """Unbiased MMD^2 with the inverse multiquadric kernel (1 + r^2)^(-1/2): no bandwidth to choose."""
-    return dis.mmd_squared(finite_samples(ctx), _test(ctx), dis.imq_kernel(), _distances(ctx))
+    return _distances(ctx).mmd_squared(dis.imq_kernel())
 
 
 def sliced_wasserstein(ctx: EvalContext) -> float:
@@ -68,7 +67,7 @@ def sliced_wasserstein(ctx: EvalContext) -> float:
 
 
 def energy_distance(ctx: EvalContext) -> float:
-    return dis.energy_distance(finite_samples(ctx), _test(ctx), _distances(ctx))
+    return _distances(ctx).energy_distance()
 
 
 def ksd(ctx: EvalContext) -> float:

@@ -32,7 +32,7 @@ def _one_step(step: Callable, params, carry, x):
     return step(params, carry, x)
 
 
-def run_chain(model, step: Callable, carry: Any, xs: tuple[jax.Array, ...]) -> Any:
+def run_chain(model, step: Callable, carry: Any, xs: tuple[np.ndarray, ...]) -> Any:
     """The final ``carry`` of ``carry = step(params, carry, row)`` over the rows of ``xs``: one jitted
     ``lax.scan``, or one jitted step per dispatch where the model says ``compiled_loops = False`` (XLA's CPU
     backend runs convolutions several times slower in loop bodies; see
@@ -43,9 +43,9 @@ def run_chain(model, step: Callable, carry: Any, xs: tuple[jax.Array, ...]) -> A
     """
     if getattr(model, "compiled_loops", True):
         return _scan(step, model.params, carry, xs)
-    rows = [np.asarray(x) for x in xs]  # on the host: indexing a device array would be a dispatch of its own
-    for i in range(len(rows[0])):
-        carry = _one_step(step, model.params, carry, tuple(row[i] for row in rows))
+    # xs stay on the host (numpy): indexing a device array would be a dispatch of its own
+    for i in range(len(xs[0])):
+        carry = _one_step(step, model.params, carry, tuple(row[i] for row in xs))
     return carry
 
 
@@ -78,7 +78,7 @@ def run_levels(model, x0: np.ndarray, levels: list[Level], seed: int) -> np.ndar
     sigmas, alphas = per_step(levels)
     conditional = levels[0].sigma is not None
     step = _LangevinStep(model.apply, conditional)
-    schedule = (jnp.asarray(sigmas, dtype=dtype), jnp.asarray(alphas, dtype=dtype))
+    schedule = (np.asarray(sigmas, dtype=dtype), np.asarray(alphas, dtype=dtype))
     x, _ = run_chain(model, step, (jnp.asarray(x0, dtype=dtype), jax.random.key(seed)), schedule)
     return np.asarray(x)
 

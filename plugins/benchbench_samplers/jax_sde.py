@@ -59,7 +59,7 @@ def reverse_sde(model, x0: np.ndarray, seed: int, n_steps: int, sigma_max: float
     grid = sde_grid(model, "reverse-sde", n_steps, sigma_max, sigma_min)
     dtau, noise = reverse_sde_coefficients(grid)
     dtype = _dtype(model.params)
-    schedule = tuple(jnp.asarray(a, dtype=dtype) for a in (grid[:-1], dtau, noise))
+    schedule = tuple(np.asarray(a, dtype=dtype) for a in (grid[:-1], dtau, noise))
     start = _start(jnp.asarray(x0, dtype=dtype), jax.random.key(seed), np.asarray(grid[0], dtype))
     x, _ = run_chain(model, _ReverseSdeStep(model.apply), start, schedule)
     return np.asarray(x)
@@ -69,6 +69,6 @@ def probability_flow(model, x0: np.ndarray, seed: int, n_steps: int, sigma_max: 
     """Heun on dx/dsigma = -sigma s: see :func:`benchbench_samplers.reference.probability_flow`."""
     grid = sde_grid(model, "probability-flow", n_steps, sigma_max, sigma_min)
     dtype = _dtype(model.params)
-    schedule = (jnp.asarray(grid[:-1], dtype=dtype), jnp.asarray(grid[1:], dtype=dtype))
+    schedule = (np.asarray(grid[:-1], dtype=dtype), np.asarray(grid[1:], dtype=dtype))
     x, _ = _start(jnp.asarray(x0, dtype=dtype), jax.random.key(seed), np.asarray(grid[0], dtype))
     return np.asarray(run_chain(model, _ProbabilityFlowStep(model.apply), x, schedule))

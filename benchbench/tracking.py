@@ -25,6 +25,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_STEP_POINTS = 200
 # log_batch limits of the MLflow REST API
 _BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
+_DATASET_ATTEMPTS = 3
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -143,6 +144,7 @@ class Tracker:
         import hashlib
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         digest = hashlib.sha256(data.train.tobytes()).hexdigest()[:16]
         source = {"dataset": trial.dataset_label or trial.dataset, "params": dict(trial.dataset_params)}
@@ -156,10 +158,27 @@ class Tracker:
             profile=json.dumps(profile),
         )
         context = InputTag(key="mlflow.data.context", value="train")
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=[context])])
+        inputs = [DatasetInput(dataset=dataset, tags=[context])]
+        # MLflow looks the dataset up, then inserts it if missing, in one transaction. Two trials of a parallel
+        # sweep on the same data can both miss it, and the later insert breaks the store's unique key. The
+        # transaction rolls back whole, so the loser tries again and this time finds the winner's row.
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                self.client.log_inputs(run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                if attempt == _DATASET_ATTEMPTS - 1 or not _lost_an_insert_race(error):
+                    raise
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+def _lost_an_insert_race(error: Exception) -> bool:
+    """Whether the store refused a row because another writer inserted the same key first: PostgreSQL says
+    "duplicate key value violates unique constraint", SQLite "UNIQUE constraint failed", through a server or not."""
+    text = str(error).lower()
+    return "unique constraint" in text or "duplicate key" in text
 
 
 def _text(value: Any, limit: int) -> str:

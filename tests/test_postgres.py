@@ -62,3 +62,61 @@ def test_a_team_server_on_postgresql_runs_resumes_and_refuses_a_second_sweep(dat
     finally:
         server.process.terminate()
         server.finish(60)
+
+
+def test_a_trial_that_loses_the_race_to_insert_its_dataset_still_logs_it(database):
+    """Two trials of a parallel sweep on the same data both look the dataset up, miss it, and insert it (CI saw
+    this break a team sweep). Here the race is staged, not hoped for: another connection inserts the same dataset
+    and holds its transaction open, so the trial's insert waits on the unique key and fails once that commits."""
+    import hashlib
+    import threading
+    import time
+
+    import numpy as np
+    import psycopg
+
+    from benchbench.specs import Data
+    from benchbench.tracking import Tracker
+    from benchbench.trial import Settings, Trial
+
+    tracker = Tracker(database)  # creates the schema
+    experiment = tracker.experiment_id("race")
+    run_id = tracker.start_run(experiment, "loser", {})
+    data = Data("gaussian", np.arange(6.0).reshape(3, 2), np.zeros((1, 2)), (2,))
+    trial = Trial("denoising", {}, "torch", "gaussian", {"dim": 2}, 0, Settings())
+    digest = hashlib.sha256(data.train.tobytes()).hexdigest()[:16]
+
+    winner = psycopg.connect(database)
+    winner.execute(
+        "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, dataset_source)"
+        " VALUES ('winner', %s, 'gaussian', %s, 'benchbench', '{}')",
+        (int(experiment), digest),
+    )
+    outcome: list[BaseException | None] = []
+
+    def log() -> None:
+        try:
+            tracker.log_dataset(run_id, data, trial)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    logger = threading.Thread(target=log)
+    logger.start()
+    with psycopg.connect(database, autocommit=True) as watcher:  # wait until the trial's insert waits on the key
+        deadline = time.monotonic() + 60
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        while watcher.execute(waiting).fetchone()[0] == 0:
+            assert time.monotonic() < deadline, "the trial's insert never waited on the other transaction"
+            time.sleep(0.05)
+    winner.commit()
+    winner.close()
+    logger.join(60)
+
+    assert outcome == [None], outcome
+    inputs = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("gaussian", digest)]
+    with psycopg.connect(database) as check:
+        assert check.execute("SELECT dataset_uuid FROM datasets").fetchall() == [("winner",)]

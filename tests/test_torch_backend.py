@@ -314,6 +314,31 @@ def test_perf_counts_a_steps_flops_and_its_floor():
         assert row.floor_ratio == pytest.approx(row.ms_median / row.floor_ms)
 
 
+def test_perf_counts_the_flops_of_steps_that_take_a_gradient_inside_the_loss():
+    """The U-Net's sliced step differentiates inside its loss (``autograd.grad``), which torch's FlopCounterMode
+    refuses; the count must still come, and exceed the denoising step's: one more backward pass through the net,
+    and the same sums as FlopCounterMode where that one can follow."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    settings = {"model": "conv", "width": 8}
+    jobs = jobs_for(get_plugins(), ["denoising", "sliced"], ["torch"], [16], 4, 1, 4, settings)
+    denoising, sliced = (measure(job) for job in jobs)
+    assert denoising.error is None and sliced.error is None
+    assert sliced.mflop_per_step > 1.5 * denoising.mflop_per_step > 0
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.Linear(8, 3))
+
+    def step():
+        torch.manual_seed(0)
+        net(torch.randn(2, 1, 8, 8)).pow(2).sum().backward()
+
+    with FlopCounterMode(display=False) as theirs:
+        step()
+    with backend._FlopCount() as ours:
+        step()
+    assert ours.total == theirs.get_total_flops() > 0
+
+
 def test_perf_times_the_conv_u_net_on_square_images():
     (record,) = perf_records(
         "-o", "denoising", "--model", "conv", "--dim", "16", "--repeats", "1", "--steps", "4", "--in-process"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchbench import Data, Objective, SkipTrial, TrialFailure, UsageError
 from benchbench.noise import objective_ladder, objective_preconditioning
@@ -247,17 +248,32 @@ class TorchProgram:
     def peak_memory(self) -> tuple[float, str]:
         return peak_memory(self.torch_device)
 
-    def step_flops(self) -> float | None:
-        """torch's own count (FlopCounterMode: matmuls and convolutions) of one step, which it takes; None where
-        the counter cannot follow the step (it refuses ``autograd.grad`` inside it: the exact loop reference)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        try:
-            with FlopCounterMode(display=False) as counter:
-                self._step()
-        except RuntimeError:
-            return None
-        return float(counter.get_total_flops())
+    def step_flops(self) -> float:
+        """torch's own count (its FLOP formulas: matmuls and convolutions) of one step, which it takes."""
+        with _FlopCount() as counter:
+            self._step()
+        return float(counter.total)
 
     def matmul_flops_per_s(self) -> float:
         return matmul_rate(self.torch_device, self.dtype)
+
+
+class _FlopCount(TorchDispatchMode):
+    """Sums torch's own FLOP formulas (``torch.utils.flop_counter.flop_registry``) over every operation a step
+    dispatches, backward passes included. ``FlopCounterMode`` counts the same but also tracks modules with
+    backward hooks, which ``autograd.grad`` refuses: it counted no step that takes a gradient inside the loss (the
+    U-Net's sliced and Hutchinson steps, the exact loop reference)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.utils.flop_counter import flop_registry
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out

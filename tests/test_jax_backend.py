@@ -429,9 +429,11 @@ def test_trained_model_scores_and_traces_in_numpy():
     np.testing.assert_allclose(s, scores, rtol=1e-6)
     expected = reference_trace(score_function(model.arch, model.params), jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(trace, expected, rtol=1e-4, atol=1e-5)
-    # a few rows are padded to a few rows (a power of two), not to a whole block
-    assert [block.shape[0] for block, _, _ in model._blocks(x[:8], None)] == [8]
+    # a few rows are padded to a few rows (a power of two), more to a multiple of 64, not to a whole block
+    assert [block.shape[0] for block, _, _ in model._blocks(x[:5], None)] == [8]
+    assert [block.shape[0] for block, _, _ in model._blocks(x[:297], None)] == [320]
     assert [block.shape[0] for block, _, _ in model._blocks(x, None)] == [512, 128]
+    np.testing.assert_allclose(model.score(x[:297]), scores[:297], rtol=1e-6)
     for rows in (1, 5):
         np.testing.assert_allclose(model.score(x[:rows]), scores[:rows], rtol=1e-6)
         np.testing.assert_allclose(model.score_and_trace(x[:rows])[1], trace[:rows], rtol=1e-5, atol=1e-6)

@@ -3,10 +3,11 @@ torch/JAX parity and the exact trace against its own loop reference.
 
 Run by results/perf.sh. Every figure comes from `bench perf --json` (a fresh process per row, the core's timing
 rule, the default MLP d-128-128-128-d, batch 128, float32), one `bench perf` per objective and column of
-:data:`RUNS`: torch eager on one thread (its default), torch eager on two threads, torch compiled, and JAX with
-XLA's pool. Take it on a quiet machine: the load average before and after is written into the file.
+:data:`RUNS`: torch eager and compiled, each on one thread (torch's default) and on two (what XLA's pool
+uses here: the exact step, the one heavy enough to gain from a second core, is on par with JAX only so), and JAX
+with XLA's pool. Take it on a quiet machine: the load average before and after is written into the file.
 
-The columns are interleaved objective by objective, their order rotating, so that the four figures of a row are
+The columns are interleaved objective by objective, their order rotating, so that the figures of a row are
 taken within a minute of each other: a whole column at a time put minutes of load drift between the two sides of a
 parity ratio (the JAX column of one such run came out 1.3-1.6x slower than a rerun of its rows minutes later).
 """
@@ -24,6 +25,7 @@ RUNS = {  # column -> options of `bench perf`
     "torch eager, 1 thread": ["-b", "torch"],
     "torch eager, 2 threads": ["-b", "torch", "--threads", "2"],
     "torch compiled, 1 thread": ["-b", "torch", "--compile"],
+    "torch compiled, 2 threads": ["-b", "torch", "--compile", "--threads", "2"],
     "JAX (XLA's pool)": ["-b", "jax"],
 }
 PARITY_LOW, PARITY_HIGH = 0.8, 1.25
@@ -56,6 +58,17 @@ def ms(record: dict | None) -> float | None:
     return None if record is None or record.get("error") else record["ms_median"]
 
 
+def matmul_rates(table: dict[tuple[str, int], dict[str, dict]], columns: list[str]) -> dict[str, str]:
+    rates: dict[str, str] = {}
+    for column in columns:
+        measured = [
+            r["matmul_gflop_per_s"] for row in table.values() if (r := row.get(column)) and r.get("matmul_gflop_per_s")
+        ]
+        if measured:
+            rates[column] = f"{min(measured):.0f}-{max(measured):.0f}"
+    return rates
+
+
 def main(out: Path, extra: list[str]) -> None:
     from benchbench.plugins import get_plugins
 
@@ -82,6 +95,10 @@ def main(out: Path, extra: list[str]) -> None:
         "",
         f"Machine load (1, 5, 15 min): {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} before, "
         f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after; {os.cpu_count()} CPUs.",
+        "",
+        "Dense-matmul rate that each column's floors use, GFLOP/s (lowest-highest over its rows): "
+        + "; ".join(f"{column} {rate}" for column, rate in matmul_rates(table, columns).items())
+        + ". It moves with the load and from one machine to the next: compare floor ratios within one file.",
         "",
         f"Best torch / JAX: the fastest torch column over the JAX column (parity target {PARITY_LOW}-{PARITY_HIGH}).",
         "",

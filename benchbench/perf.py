@@ -74,7 +74,7 @@ class Record:
     threads: str = ""
     """The intra-op threads the program ran with (its ``threads`` tag)."""
     mflop_per_step: float | None = None
-    """The step's floating-point operations, counted by the framework (torch FlopCounterMode, XLA cost analysis)."""
+    """The step's floating-point operations, counted by the framework (torch's FLOP formulas, XLA's cost analysis)."""
     matmul_gflop_per_s: float | None = None
     """The framework's best rate on a 1024 x 1024 matmul in the same process: the ceiling of this machine."""
     floor_ms: float | None = None

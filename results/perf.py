@@ -9,7 +9,8 @@ with XLA's pool. Take it on a quiet machine: the load average before and after i
 
 The columns are interleaved objective by objective, their order rotating, so that the figures of a row are
 taken within a minute of each other: a whole column at a time put minutes of load drift between the two sides of a
-parity ratio (the JAX column of one such run came out 1.3-1.6x slower than a rerun of its rows minutes later).
+parity ratio (the JAX column of one such file read 1.3-1.6x slower than the same rows rerun alone on a quiet
+machine).
 """
 
 from __future__ import annotations

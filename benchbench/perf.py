@@ -178,8 +178,11 @@ def image_side(dim: int) -> int:
 def _normal_data(dim: int, batch: int, image: bool = False) -> Data:
     rng = np.random.default_rng(0)
     train = rng.standard_normal((max(8 * batch, 1024), dim)).astype(np.float32)
-    side = image_side(dim) if image else 0
-    return Data(name="perf-normal", train=train, test=train[:batch], shape=(side, side, 1) if image else (dim,))
+    shape: tuple[int, ...] = (dim,)
+    if image:
+        side = image_side(dim)
+        shape = (side, side, 1)
+    return Data(name="perf-normal", train=train, test=train[:batch], shape=shape)
 
 
 def run_jobs(jobs: Iterable[Job], isolate: bool, cpus: int | None = None) -> Iterable[Record]:

@@ -265,15 +265,16 @@ class _FlopCount(TorchDispatchMode):
     U-Net's sliced and Hutchinson steps, the exact loop reference)."""
 
     def __init__(self) -> None:
+        from torch.utils.flop_counter import flop_registry  # not imported with torch: only `bench perf` counts
+
         super().__init__()
+        self.formulas = flop_registry
         self.total = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch.utils.flop_counter import flop_registry
-
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
+        formula = self.formulas.get(func._overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out

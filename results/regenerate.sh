@@ -56,6 +56,16 @@ python "$root/results/spread.py" "$uri" "$experiment" >"$new/spread.md"
     echo "taken beside another busy process is not comparable, see DESIGN.md, \"How benchbench times\")."
     echo "Plugins: $BENCHBENCH_PLUGINS."
     echo
+    echo "The other pages in this folder are not from this run: each is made by its own script, run alone on a quiet"
+    echo "machine, and a page with timings records in its own text the load average it was measured under."
+    echo
+    for script in "$root"/results/*.sh; do
+        name="$(basename "$script" .sh)"
+        if [ "$name" != regenerate ] && [ -f "$root/results/$name.md" ]; then
+            echo "- [$name.md]($name.md): \`results/$name.sh\`"
+        fi
+    done
+    echo
     echo "## Comparison table"
     echo
     cat "$new/table.md"
